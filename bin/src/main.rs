@@ -1,0 +1,53 @@
+//! `ferrokube`: the control plane's command. Today: `ferrokube store` (an etcd-compatible
+//! store member) and `ferrokube store-restore` (load a backup into a fresh data dir).
+#![deny(clippy::all)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// ferrokube: a Kubernetes-style control plane.
+#[derive(Debug, Parser)]
+#[command(name = "ferrokube", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an etcd-compatible store member (etcd v3 gRPC API).
+    Store(cmd::store::StoreArgs),
+    /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
+    StoreRestore(cmd::store::RestoreArgs),
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let result = match cli.command {
+        Command::Store(args) => cmd::store::run(args),
+        Command::StoreRestore(args) => cmd::store::restore(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrokube: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Jepsen-style partition tests. Not built yet: this crate only holds the workspace slot for
+//! the chaos issue.
+#![deny(clippy::all)]

@@ -1,0 +1,160 @@
+//! The raft log in the engine's `RaftLog` column family, hard state in `RaftMeta`.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
+
+use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::engine::{Engine, Scan, WriteBatch};
+use crate::keys::{self, Cf};
+
+/// Raft log storage over an [`Engine`]. Cheap to clone: clones share the engine.
+#[derive(Debug)]
+pub struct LogStore<E: Engine> {
+    engine: Arc<E>,
+}
+
+impl<E: Engine> Clone for LogStore<E> {
+    fn clone(&self) -> Self {
+        Self { engine: self.engine.clone() }
+    }
+}
+
+fn io_read(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_logs(openraft::AnyError::error(e)).into()
+}
+
+fn io_write(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_logs(openraft::AnyError::error(e)).into()
+}
+
+impl<E: Engine> LogStore<E> {
+    /// A log store over `engine`.
+    pub fn new(engine: Arc<E>) -> Self {
+        Self { engine }
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.engine.get(Cf::RaftMeta, key).map_err(io_read)? {
+            Some(b) => Ok(Some(decode(&b).map_err(io_read)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> Result<(), StorageError> {
+        let mut b = WriteBatch::default();
+        b.put(Cf::RaftMeta, key, encode(v));
+        self.engine.write(b, sync).map_err(io_write)
+    }
+}
+
+impl<E: Engine> RaftLogReader<TypeConfig> for LogStore<E> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.checked_add(1),
+            Bound::Excluded(x) => Some(*x),
+            Bound::Unbounded => None,
+        };
+        let end_key = end.map(keys::u64_key);
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.engine
+            .scan(Cf::RaftLog, &keys::u64_key(start), end_key.as_ref().map(|k| k.as_slice()), &mut |_, v| {
+                match decode::<Entry>(v) {
+                    Ok(e) => {
+                        out.push(e);
+                        Scan::Continue
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        Scan::Stop
+                    }
+                }
+            })
+            .map_err(io_read)?;
+        match failure {
+            Some(e) => Err(io_read(e)),
+            None => Ok(out),
+        }
+    }
+}
+
+impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.meta(keys::RAFT_LAST_PURGED)?;
+        let last = match self.engine.last(Cf::RaftLog).map_err(io_read)? {
+            Some((_, v)) => Some(decode::<Entry>(&v).map_err(io_read)?.log_id),
+            None => None,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        // A vote must be durable before it is granted: fsync.
+        self.put_meta(keys::RAFT_VOTE, vote, true)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.meta(keys::RAFT_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Only lets a restart re-apply committed entries sooner; losing it is harmless.
+        self.put_meta(keys::RAFT_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(keys::RAFT_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut b = WriteBatch::default();
+        for e in entries {
+            b.put(Cf::RaftLog, keys::u64_key(e.log_id.index), encode(&e));
+        }
+        // fsync before reporting the entries flushed: this is what makes an acknowledged write
+        // survive kill -9.
+        let res = self.engine.write(b, true).map_err(|e| std::io::Error::other(e.to_string()));
+        let failed = res.as_ref().err().map(io_write);
+        callback.log_io_completed(res);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut b = WriteBatch::default();
+        b.delete_range(Cf::RaftLog, keys::u64_key(log_id.index), keys::u64_key(u64::MAX));
+        b.delete(Cf::RaftLog, keys::u64_key(u64::MAX));
+        self.engine.write(b, true).map_err(io_write)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut b = WriteBatch::default();
+        b.put(Cf::RaftMeta, keys::RAFT_LAST_PURGED, encode(&log_id));
+        b.delete_range(Cf::RaftLog, keys::u64_key(0), keys::u64_key(log_id.index + 1));
+        self.engine.write(b, false).map_err(io_write)
+    }
+}

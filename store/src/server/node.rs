@@ -1,0 +1,232 @@
+//! One store member: the engine, the raft instance, the state machine's read side and the
+//! lessor, with the operations every gRPC service needs (propose, read barrier, headers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use prost::Message;
+
+use super::config::{ClusterState, StoreConfig};
+use super::lessor::Lessor;
+use crate::engine::{Engine, RocksEngine, WriteBatch};
+use crate::keys::{self, Cf};
+use crate::mvcc::{ApplyResponse, Mvcc};
+use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
+use crate::pb::storepb::{internal_request, InternalRequest};
+use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
+use crate::{Error, Result};
+
+/// A running store member.
+pub struct StoreNode {
+    config: StoreConfig,
+    id: NodeId,
+    cluster_id: u64,
+    raft: Raft,
+    engine: Arc<RocksEngine>,
+    sm: Arc<StateMachineHandle<RocksEngine>>,
+    lessor: Lessor,
+}
+
+impl std::fmt::Debug for StoreNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreNode").field("name", &self.config.name).field("id", &self.id).finish()
+    }
+}
+
+impl StoreNode {
+    /// Opens the data dir, starts raft and, for a new cluster, bootstraps its membership.
+    pub async fn start(config: StoreConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        let db_dir = config.data_dir.join("db");
+        std::fs::create_dir_all(&db_dir).map_err(|e| {
+            Error::Storage(format!("cannot create data dir {}: {e}", config.data_dir.display()))
+        })?;
+        let engine = Arc::new(RocksEngine::open(&db_dir)?);
+        let (id, cluster_id) = identity(&engine, &config)?;
+
+        let sm = StateMachine::open(engine.clone())?;
+        let handle = sm.handle();
+        let raft_config = openraft::Config {
+            cluster_name: "ferrokube".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.as_millis() as u64,
+            election_timeout_max: config.election_timeout.as_millis() as u64 * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::InvalidArgument(format!("raft config: {e}")))?;
+        let raft = Raft::new(id, Arc::new(raft_config), Network, LogStore::new(engine.clone()), sm)
+            .await
+            .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
+
+        let initialized = raft.is_initialized().await.map_err(|_| Error::Stopped)?;
+        if !initialized && config.initial_cluster_state == ClusterState::New {
+            let members: BTreeMap<NodeId, Member> = config
+                .initial_cluster
+                .iter()
+                .map(|(name, url)| {
+                    let m = Member { name: name.clone(), peer_urls: vec![url.clone()], client_urls: vec![] };
+                    (super::config::member_id(name, url, &config.initial_cluster_token), m)
+                })
+                .map(|(mid, mut m)| {
+                    if mid == id {
+                        m.client_urls = config.advertise_client_urls.clone();
+                    }
+                    (mid, m)
+                })
+                .collect();
+            // Every founding member may call this with the same membership; raft lets one win.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "cluster already initialized");
+            }
+        }
+
+        let node = Arc::new(Self { config, id, cluster_id, raft, engine, sm: handle, lessor: Lessor::default() });
+        tokio::spawn(expire_leases(Arc::downgrade(&node)));
+        Ok(node)
+    }
+
+    /// The configuration this member runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// The raft instance.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The engine (for sizes and backups).
+    pub fn engine(&self) -> &Arc<RocksEngine> {
+        &self.engine
+    }
+
+    /// The state machine's read side.
+    pub fn state(&self) -> &Arc<StateMachineHandle<RocksEngine>> {
+        &self.sm
+    }
+
+    /// The current MVCC store.
+    pub fn mvcc(&self) -> Arc<Mvcc<RocksEngine>> {
+        self.sm.mvcc()
+    }
+
+    /// The lessor (leader-local lease deadlines).
+    pub fn lessor(&self) -> &Lessor {
+        &self.lessor
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let term = self.raft.metrics().borrow().current_term;
+        ResponseHeader { cluster_id: self.cluster_id, member_id: self.id, revision, raft_term: term }
+    }
+
+    /// Replicates and applies one write, returning its outcome and the header to answer with.
+    pub async fn propose(&self, request: internal_request::Request) -> Result<(ApplyResponse, ResponseHeader)> {
+        let command = InternalRequest { id: 0, request: Some(request) };
+        // Refuse what no state could make valid before it costs a log entry.
+        crate::mvcc::validate(&command)?;
+        let bytes = command.encode_to_vec();
+        if bytes.len() > self.config.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let written = tokio::time::timeout(self.config.request_timeout, self.raft.client_write(Command(bytes)))
+            .await
+            .map_err(|_| Error::Timeout)?;
+        let response = match written {
+            Ok(r) => r.data,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                return Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader });
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                return Err(Error::InvalidArgument(e.to_string()));
+            }
+            Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
+        };
+        let outcome = response.result.unwrap_or_else(|| Err(Error::Storage("normal entry applied without a result".into())))?;
+        Ok((outcome, self.header(response.revision)))
+    }
+
+    /// Waits until this member's state reflects every write committed before the call
+    /// (linearizable read), unless `serializable` allows a member-local read.
+    pub async fn read_barrier(&self, serializable: bool) -> Result<()> {
+        if serializable {
+            return Ok(());
+        }
+        let checked = tokio::time::timeout(self.config.request_timeout, self.raft.ensure_linearizable())
+            .await
+            .map_err(|_| Error::Timeout)?;
+        match checked {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::LeaderChanged),
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Stops raft; the engine closes when the last reference goes.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Member and cluster ids are fixed on first start and kept in the data dir, so a restart with
+/// different flags cannot silently change them (etcd ignores `--initial-cluster` on restart too).
+fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId, u64)> {
+    if let Some(b) = engine.get(Cf::RaftMeta, keys::RAFT_IDENTITY)? {
+        let ids: (NodeId, u64) = crate::raft::decode(&b)?;
+        return Ok(ids);
+    }
+    let ids = (config.member_id(), config.cluster_id());
+    let mut b = WriteBatch::default();
+    b.put(Cf::RaftMeta, keys::RAFT_IDENTITY, crate::raft::encode(&ids));
+    engine.write(b, true)?;
+    Ok(ids)
+}
+
+/// The leader's lease clock: revokes expired leases through raft.
+async fn expire_leases(node: std::sync::Weak<StoreNode>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let (term, leader) = {
+            let m = node.raft.metrics().borrow().clone();
+            (m.current_term, m.state == ServerState::Leader && m.running_state.is_ok())
+        };
+        if node.raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        node.lessor.observe_term(leader.then_some(term));
+        if !leader {
+            continue;
+        }
+        let expired = node.lessor.expired(&node.mvcc().leases(), Instant::now());
+        for id in expired {
+            match node.propose(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                Ok(_) | Err(Error::LeaseNotFound) => tracing::info!(lease = id, "lease expired and revoked"),
+                Err(e) => tracing::warn!(lease = id, error = %e, "revoking expired lease failed; will retry"),
+            }
+        }
+    }
+}
