@@ -47,8 +47,8 @@ pub struct StoreArgs {
     /// Raft election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     election_timeout: u64,
-    /// Applied entries between raft snapshots (and log purges).
-    #[arg(long, default_value_t = 10_000)]
+    /// Applied entries between raft snapshots (and log purges); etcd's default.
+    #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
     /// Seconds between progress notifications to watches that asked for them.
     #[arg(long, default_value_t = 600)]

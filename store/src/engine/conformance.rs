@@ -56,6 +56,11 @@ fn suite(e: &dyn Engine) {
         vec![(b"c".to_vec(), b"again".to_vec()), (b"d".to_vec(), b"d-v".to_vec())]
     );
     assert_eq!(e.get(Cf::Meta, b"a").unwrap(), Some(b"meta".to_vec()));
+
+    // A consistent scan sees every listed column family, in order, and nothing else.
+    let mut seen = Vec::new();
+    e.scan_consistent(&[Cf::Meta, Cf::Kv], &mut |cf, k, _| seen.push((cf, k.to_vec()))).unwrap();
+    assert_eq!(seen, vec![(Cf::Meta, b"a".to_vec()), (Cf::Kv, b"c".to_vec()), (Cf::Kv, b"d".to_vec())]);
 }
 
 #[test]

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::{BatchOp, Engine, Scan, WriteBatch};
+use super::{BatchOp, Engine, Scan, Visitor, WriteBatch};
 use crate::keys::Cf;
 use crate::Result;
 
@@ -73,6 +73,17 @@ impl Engine for MemoryEngine {
                         }
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_consistent(&self, cfs: &[Cf], visit: &mut Visitor<'_>) -> Result<()> {
+        // Holding the read lock across all column families is the point-in-time view.
+        let spaces = self.spaces.read().expect("memory engine lock poisoned");
+        for cf in cfs {
+            for (k, v) in spaces.get(cf).into_iter().flatten() {
+                visit(*cf, k, v);
             }
         }
         Ok(())

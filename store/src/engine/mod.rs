@@ -79,6 +79,9 @@ pub enum Scan {
     Stop,
 }
 
+/// Receives `(column family, key, value)` from [`Engine::scan_consistent`].
+pub type Visitor<'a> = dyn FnMut(Cf, &[u8], &[u8]) + 'a;
+
 /// An ordered key-value engine with column families and atomic batches.
 pub trait Engine: Send + Sync + 'static {
     /// The value at `key`, if any.
@@ -98,6 +101,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Applies `batch` atomically. With `sync`, the batch is on stable storage on return.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+
+    /// Visits every key of `cfs`, in order, all from one point-in-time view, while writes go on.
+    fn scan_consistent(&self, cfs: &[Cf], visit: &mut Visitor<'_>) -> Result<()>;
 
     /// Approximate bytes the engine occupies (etcd's `dbSize`).
     fn size_bytes(&self) -> u64;

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteOptions, DB};
 
-use super::{BatchOp, Engine, Scan, WriteBatch};
+use super::{BatchOp, Engine, Scan, Visitor, WriteBatch};
 use crate::keys::Cf;
 use crate::{Error, Result};
 
@@ -102,6 +102,21 @@ impl Engine for RocksEngine {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo).map_err(Error::storage)
+    }
+
+    fn scan_consistent(&self, cfs: &[Cf], visit: &mut Visitor<'_>) -> Result<()> {
+        let snapshot = self.db.snapshot();
+        for cf in cfs {
+            let mut it = snapshot.raw_iterator_cf_opt(self.handle(*cf), ReadOptions::default());
+            it.seek_to_first();
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+                visit(*cf, k, v);
+                it.next();
+            }
+            it.status().map_err(Error::storage)?;
+        }
+        Ok(())
     }
 
     fn size_bytes(&self) -> u64 {

@@ -41,7 +41,7 @@ impl std::fmt::Display for Member {
     }
 }
 
-/// A raft log payload: an encoded `storepb::InternalRequest`.
+/// A raft log payload: an encoded `storepb::InternalBatch` of requests.
 ///
 /// Kept as bytes so the log stores exactly what was proposed, in the same wire format the
 /// clients used, and decoding happens once, at apply.
@@ -124,7 +124,7 @@ mod tests {
 
         use crate::engine::RocksEngine;
         use crate::pb::etcdserverpb::{PutRequest, RangeRequest};
-        use crate::pb::storepb::{internal_request, InternalRequest};
+        use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest};
 
         let dir = tempfile::tempdir().unwrap();
         let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 9), 5);
@@ -133,9 +133,10 @@ mod tests {
             let mut sm = StateMachine::open(engine).unwrap();
             let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() };
             let cmd = InternalRequest { id: 0, request: Some(internal_request::Request::Put(put)) };
-            let entry = Entry { log_id, payload: openraft::EntryPayload::Normal(Command(cmd.encode_to_vec())) };
+            let batch = InternalBatch { requests: vec![cmd] };
+            let entry = Entry { log_id, payload: openraft::EntryPayload::Normal(Command(batch.encode_to_vec())) };
             let out = sm.apply([entry]).await.unwrap();
-            assert!(matches!(out[0].result, Some(Ok(_))));
+            assert!(out[0].results[0].0.is_ok());
         }
         let engine = std::sync::Arc::new(RocksEngine::open(dir.path()).unwrap());
         let mut sm = StateMachine::open(engine).unwrap();

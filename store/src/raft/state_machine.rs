@@ -14,23 +14,37 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use super::{decode, encode, Entry, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig};
-use crate::engine::{Engine, Scan, WriteBatch};
+use crate::engine::{Engine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::mvccpb::Event;
-use crate::pb::storepb::InternalRequest;
+use crate::pb::storepb::InternalBatch;
 use crate::{Error, Result};
 
 /// What applying one entry produced, as returned to the proposer by `Raft::client_write`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CommandResponse {
-    /// The store revision after the entry.
-    pub revision: i64,
-    /// The outcome. Only ever read on the member that applied the entry (proposals are
-    /// answered by the leader that applied them), so it is not serialized; `None` only for
-    /// blank and membership entries.
+    /// Per request of the entry's batch, in order: its outcome and the store revision after it.
+    /// Only ever read on the member that applied the entry (proposals are answered by the
+    /// leader that applied them), so it is not serialized; empty for blank and membership
+    /// entries.
     #[serde(skip)]
-    pub result: Option<Result<ApplyResponse>>,
+    pub results: Vec<(Result<ApplyResponse>, i64)>,
+}
+
+/// How far application has got, stored with every applied request so that a crash in the
+/// middle of a multi-request entry resumes exactly after the last request it wrote.
+///
+/// Worked example: entry 7 carries requests [a, b, c]. Applying `a` writes progress
+/// `{applied: 6, partial: (7, 1)}` in a's own batch, `b` writes `(7, 2)`, and `c` writes
+/// `{applied: 7, partial: None}`. A crash after b's batch leaves `(7, 2)`: openraft re-applies
+/// entry 7 (applied is still 6), and only `c` runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    /// The last entry applied completely.
+    applied: Option<LogId>,
+    /// An entry applied in part: its id and how many of its requests are done.
+    partial: Option<(LogId, u32)>,
 }
 
 /// Events of one applied write, fanned out to watchers.
@@ -48,7 +62,7 @@ const EVENT_BUFFER: usize = 4096;
 /// The read side of the state machine, shared with the servers.
 pub struct StateMachineHandle<E: Engine> {
     mvcc: RwLock<Arc<Mvcc<E>>>,
-    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    applied: Mutex<(Progress, StoredMembership)>,
     events: broadcast::Sender<Arc<AppliedEvents>>,
 }
 
@@ -71,7 +85,7 @@ impl<E: Engine> StateMachineHandle<E> {
 
     /// The last applied log id.
     pub fn last_applied(&self) -> Option<LogId> {
-        self.applied.lock().expect("applied lock poisoned").0
+        self.applied.lock().expect("applied lock poisoned").0.applied
     }
 
     /// The last applied membership.
@@ -90,20 +104,19 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_state_machine(openraft::AnyError::error(e)).into()
 }
 
-fn read_meta<E: Engine, T: serde::de::DeserializeOwned>(engine: &E, key: &[u8]) -> Result<Option<T>> {
+fn read_meta<E: Engine + ?Sized, T: serde::de::DeserializeOwned>(engine: &E, key: &[u8]) -> Result<Option<T>> {
     engine.get(Cf::Meta, key)?.map(|b| decode(&b)).transpose()
 }
 
-/// `last_applied` is stored as `Option<LogId>` (a snapshot may cover no entry at all).
-fn read_last_applied<E: Engine>(engine: &E) -> Result<Option<LogId>> {
-    Ok(read_meta::<E, Option<LogId>>(engine, keys::META_LAST_APPLIED)?.flatten())
+fn read_progress<E: Engine + ?Sized>(engine: &E) -> Result<Progress> {
+    Ok(engine.get(Cf::Meta, keys::META_LAST_APPLIED)?.map(|b| decode(&b)).transpose()?.unwrap_or_default())
 }
 
 impl<E: Engine> StateMachine<E> {
     /// Opens the state machine stored in `engine`.
     pub fn open(engine: Arc<E>) -> Result<Self> {
         let mvcc = Arc::new(Mvcc::open(engine.clone())?);
-        let last_applied = read_last_applied(&*engine)?;
+        let last_applied = read_progress(&*engine)?;
         let membership: StoredMembership = read_meta(&*engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let handle =
@@ -117,52 +130,86 @@ impl<E: Engine> StateMachine<E> {
     }
 
     fn apply_one(&mut self, entry: Entry) -> Result<CommandResponse> {
+        let done = Progress { applied: Some(entry.log_id), partial: None };
         let mut batch = WriteBatch::default();
-        batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&Some(entry.log_id)));
-        let mvcc = self.handle.mvcc();
         let response = match entry.payload {
             EntryPayload::Blank => {
+                batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&done));
                 self.engine.write(batch, false)?;
-                CommandResponse { revision: mvcc.current_revision(), result: None }
+                CommandResponse::default()
             }
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
+                batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&done));
                 batch.put(Cf::Meta, keys::META_MEMBERSHIP, encode(&stored));
                 self.engine.write(batch, false)?;
                 self.handle.applied.lock().expect("applied lock poisoned").1 = stored;
-                CommandResponse { revision: mvcc.current_revision(), result: None }
+                CommandResponse::default()
             }
-            EntryPayload::Normal(cmd) => match InternalRequest::decode(cmd.0.as_slice()) {
-                Ok(req) => {
-                    let applied = mvcc.apply(&req, batch)?;
-                    if !applied.events.is_empty() {
-                        // No receivers is fine: nobody is watching.
-                        let _ = self
-                            .handle
-                            .events
-                            .send(Arc::new(AppliedEvents { revision: applied.revision, events: applied.events }));
-                    }
-                    CommandResponse { revision: applied.revision, result: Some(applied.response) }
-                }
-                Err(e) => {
-                    // A proposer bug, not a storage fault: the entry is consumed and reported.
-                    self.engine.write(batch, false)?;
-                    CommandResponse {
-                        revision: mvcc.current_revision(),
-                        result: Some(Err(Error::InvalidArgument(format!("undecodable command: {e}")))),
-                    }
-                }
-            },
+            EntryPayload::Normal(cmd) => self.apply_batch(entry.log_id, &cmd.0)?,
         };
-        self.handle.applied.lock().expect("applied lock poisoned").0 = Some(entry.log_id);
+        self.handle.applied.lock().expect("applied lock poisoned").0 = done;
         Ok(response)
+    }
+
+    /// Applies an entry's requests one by one, each in its own engine batch that also records
+    /// the [`Progress`] reached, skipping requests a crash interrupted after writing.
+    fn apply_batch(&mut self, log_id: LogId, bytes: &[u8]) -> Result<CommandResponse> {
+        let mvcc = self.handle.mvcc();
+        let requests = match InternalBatch::decode(bytes) {
+            Ok(b) => b.requests,
+            Err(e) => {
+                // A proposer bug, not a storage fault: the entry is consumed and nothing applied.
+                tracing::error!(index = log_id.index, error = %e, "undecodable raft entry skipped");
+                let mut batch = WriteBatch::default();
+                batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&Progress { applied: Some(log_id), partial: None }));
+                self.engine.write(batch, false)?;
+                return Ok(CommandResponse::default());
+            }
+        };
+        let before = self.handle.applied.lock().expect("applied lock poisoned").0;
+        let already = match before.partial {
+            Some((id, n)) if id == log_id => n as usize,
+            _ => 0,
+        };
+        let mut results = Vec::with_capacity(requests.len());
+        for _ in 0..already.min(requests.len()) {
+            // Applied before a crash; nobody is waiting for these answers any more.
+            results.push((Err(Error::LeaderChanged), mvcc.current_revision()));
+        }
+        let total = requests.len();
+        if total == 0 {
+            let mut batch = WriteBatch::default();
+            batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&Progress { applied: Some(log_id), partial: None }));
+            self.engine.write(batch, false)?;
+        }
+        for (i, req) in requests.iter().enumerate().skip(already) {
+            let progress = if i + 1 == total {
+                Progress { applied: Some(log_id), partial: None }
+            } else {
+                Progress { applied: before.applied, partial: Some((log_id, i as u32 + 1)) }
+            };
+            let mut batch = WriteBatch::default();
+            batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&progress));
+            let applied = mvcc.apply(req, batch)?;
+            self.handle.applied.lock().expect("applied lock poisoned").0 = progress;
+            if !applied.events.is_empty() {
+                // No receivers is fine: nobody is watching.
+                let _ = self
+                    .handle
+                    .events
+                    .send(Arc::new(AppliedEvents { revision: applied.revision, events: applied.events }));
+            }
+            results.push((applied.response, applied.revision));
+        }
+        Ok(CommandResponse { results })
     }
 
     fn load(&mut self, data: &[u8]) -> Result<()> {
         let batch = parse_snapshot(data)?;
         self.engine.write(batch, true)?;
         let mvcc = Arc::new(Mvcc::open(self.engine.clone())?);
-        let last_applied = read_last_applied(&*self.engine)?;
+        let last_applied = read_progress(&*self.engine)?;
         let membership: StoredMembership = read_meta(&*self.engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         *self.handle.mvcc.write().expect("mvcc lock poisoned") = mvcc;
         *self.handle.applied.lock().expect("applied lock poisoned") = (last_applied, membership);
@@ -170,31 +217,45 @@ impl<E: Engine> StateMachine<E> {
     }
 }
 
-/// Serializes every state-machine column family: the raft snapshot format, which is also what
-/// `Maintenance.Snapshot` streams as a backup. Consistent only when nothing applies meanwhile,
-/// which holds inside the state machine's own task.
+/// Serializes every state-machine column family from one point-in-time engine view: the raft
+/// snapshot format, which is also what `Maintenance.Snapshot` streams as a backup.
 ///
 /// Layout: magic, then records `[cf tag u8][key len u32 BE][key][value len u32 BE][value]`, an
 /// end tag, zero padding to a multiple of 512 bytes, and the sha256 of everything before it.
 /// The padding and digest are what `etcdctl snapshot save` checks for (etcd's bbolt snapshots
 /// are page-sized with a sha256 appended), so etcd's own tool can take our backups.
-fn dump<E: Engine>(engine: &E) -> Result<Vec<u8>> {
+fn dump(engine: &dyn Engine) -> Result<Dumped> {
     let mut out = SNAPSHOT_MAGIC.to_vec();
-    for (tag, cf) in Cf::STATE_MACHINE.iter().enumerate() {
-        engine.scan(*cf, b"", None, &mut |k, v| {
-            out.push(tag as u8);
-            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-            out.extend_from_slice(k);
-            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            out.extend_from_slice(v);
-            Scan::Continue
-        })?;
-    }
+    let (mut last_applied, mut membership) = (None, None);
+    engine.scan_consistent(&Cf::STATE_MACHINE, &mut |cf, k, v| {
+        let tag = Cf::STATE_MACHINE.iter().position(|c| *c == cf).expect("asked for these") as u8;
+        out.push(tag);
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+        if cf == Cf::Meta && k == keys::META_LAST_APPLIED {
+            last_applied = Some(v.to_vec());
+        } else if cf == Cf::Meta && k == keys::META_MEMBERSHIP {
+            membership = Some(v.to_vec());
+        }
+    })?;
     out.push(SNAPSHOT_END);
     out.resize(out.len().div_ceil(SNAPSHOT_ALIGN) * SNAPSHOT_ALIGN, 0);
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
-    Ok(out)
+    Ok(Dumped {
+        data: out,
+        last_applied: last_applied.map(|b| decode::<Progress>(&b)).transpose()?.unwrap_or_default().applied,
+        membership: membership.map(|b| decode(&b)).transpose()?.unwrap_or_default(),
+    })
+}
+
+/// A dump and the raft position it reflects.
+struct Dumped {
+    data: Vec<u8>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
 }
 
 const SNAPSHOT_MAGIC: &[u8] = b"FERROKUBE-SNAPSHOT-1\n";
@@ -245,10 +306,10 @@ pub fn parse_snapshot(data: &[u8]) -> Result<WriteBatch> {
     Ok(batch)
 }
 
-/// A snapshot taken while the state machine was not applying, so it is point-in-time.
+/// Builds a snapshot from one point-in-time view of the engine, on a blocking thread, while
+/// the state machine keeps applying: the snapshot's log id and membership are read from that
+/// same view, so they always describe exactly the data it holds.
 pub struct SnapshotBuilder {
-    meta: SnapshotMeta<NodeId, Member>,
-    data: Vec<u8>,
     engine: Arc<dyn Engine>,
 }
 
@@ -261,7 +322,19 @@ pub struct StoredSnapshot {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let stored = StoredSnapshot { meta: self.meta.clone(), data: std::mem::take(&mut self.data) };
+        let engine = self.engine.clone();
+        let dumped = tokio::task::spawn_blocking(move || dump(&*engine))
+            .await
+            .map_err(sm_err)?
+            .map_err(sm_err)?;
+        let micros =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        let meta = SnapshotMeta {
+            last_log_id: dumped.last_applied,
+            last_membership: dumped.membership,
+            snapshot_id: format!("{}-{micros}", dumped.last_applied.map(|l| l.index).unwrap_or(0)),
+        };
+        let stored = StoredSnapshot { meta, data: dumped.data };
         let mut b = WriteBatch::default();
         b.put(Cf::RaftMeta, keys::RAFT_SNAPSHOT, encode(&stored));
         self.engine.write(b, false).map_err(sm_err)?;
@@ -273,8 +346,8 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let (applied, membership) = self.handle.applied.lock().expect("applied lock poisoned").clone();
-        Ok((applied, membership))
+        let (progress, membership) = self.handle.applied.lock().expect("applied lock poisoned").clone();
+        Ok((progress.applied, membership))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
@@ -286,23 +359,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let (last_log_id, last_membership) = self.handle.applied.lock().expect("applied lock poisoned").clone();
-        // A dump failure here surfaces as an empty snapshot that fails its checksum on install
-        // rather than as a panic; it is logged as the storage fault it is.
-        let data = dump(&*self.engine).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "building snapshot failed");
-            Vec::new()
-        });
-        let snapshot_id = format!(
-            "{}-{}",
-            last_log_id.map(|l| l.index).unwrap_or(0),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
-        );
-        SnapshotBuilder {
-            meta: SnapshotMeta { last_log_id, last_membership, snapshot_id },
-            data,
-            engine: self.engine.clone(),
-        }
+        SnapshotBuilder { engine: self.engine.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
@@ -316,13 +373,11 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.load(&data).map_err(sm_err)?;
-        // The snapshot's own meta is authoritative for what it covers.
+        // The data carries its own progress and membership (the meta was derived from them when
+        // the snapshot was built), so only the snapshot itself is recorded here.
         let mut b = WriteBatch::default();
-        b.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&meta.last_log_id));
-        b.put(Cf::Meta, keys::META_MEMBERSHIP, encode(&meta.last_membership));
         b.put(Cf::RaftMeta, keys::RAFT_SNAPSHOT, encode(&StoredSnapshot { meta: meta.clone(), data }));
         self.engine.write(b, true).map_err(sm_err)?;
-        *self.handle.applied.lock().expect("applied lock poisoned") = (meta.last_log_id, meta.last_membership.clone());
         Ok(())
     }
 
@@ -349,7 +404,7 @@ mod tests {
         b.put(Cf::Lease, b"lease".to_vec(), b"ttl".to_vec());
         b.put(Cf::RaftLog, b"not-in-snapshot".to_vec(), b"x".to_vec());
         engine.write(b, false).unwrap();
-        let snap = dump(&engine).unwrap();
+        let snap = dump(&engine).unwrap().data;
         // What `etcdctl snapshot save` requires of a snapshot stream.
         assert_eq!(snap.len() % 512, 32);
         let batch = parse_snapshot(&snap).unwrap();
@@ -363,5 +418,52 @@ mod tests {
         corrupt[SNAPSHOT_MAGIC.len() + 2] ^= 1;
         assert!(parse_snapshot(&corrupt).is_err());
         assert!(parse_snapshot(&snap[..snap.len() - 1]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_crash_inside_a_batched_entry_resumes_after_the_last_written_request() {
+        use prost::Message;
+
+        use crate::pb::etcdserverpb::{PutRequest, RangeRequest};
+        use crate::pb::storepb::{internal_request, InternalRequest};
+        use crate::raft::Command;
+
+        let put = |k: &str| InternalRequest {
+            id: 0,
+            request: Some(internal_request::Request::Put(PutRequest {
+                key: k.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })),
+        };
+        let requests = vec![put("a"), put("b"), put("c")];
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 3);
+        let engine = Arc::new(MemoryEngine::new());
+        {
+            // What apply_batch leaves behind when the process dies right after b's batch.
+            let mvcc = Mvcc::open(engine.clone()).unwrap();
+            for (i, req) in requests.iter().take(2).enumerate() {
+                let mut batch = WriteBatch::default();
+                let progress = Progress { applied: None, partial: Some((log_id, i as u32 + 1)) };
+                batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&progress));
+                mvcc.apply(req, batch).unwrap();
+            }
+        }
+        let mut sm = StateMachine::open(engine).unwrap();
+        assert_eq!(sm.applied_state().await.unwrap().0, None, "the entry is not applied yet");
+        let entry = Entry {
+            log_id,
+            payload: EntryPayload::Normal(Command(InternalBatch { requests }.encode_to_vec())),
+        };
+        let out = sm.apply([entry]).await.unwrap();
+        assert!(out[0].results[2].0.is_ok());
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id));
+        let mvcc = sm.handle().mvcc();
+        // a and b kept their first (and only) write: revisions 2 and 3; c is revision 4.
+        assert_eq!(mvcc.current_revision(), 4);
+        for (key, rev) in [("a", 2), ("b", 3), ("c", 4)] {
+            let got = mvcc.range(&RangeRequest { key: key.into(), ..Default::default() }).unwrap();
+            assert_eq!((got.kvs[0].version, got.kvs[0].mod_revision), (1, rev), "{key}");
+        }
     }
 }

@@ -70,11 +70,12 @@ impl StoreConfig {
             election_timeout: Duration::from_millis(1000),
             request_timeout: Duration::from_secs(7),
             progress_notify_interval: Duration::from_secs(600),
-            snapshot_count: 10_000,
+            snapshot_count: 100_000,
         }
     }
 
-    /// This member's id: derived from its name, peer URLs and the cluster token, like etcd's.
+    /// This member's id: derived from its peer URL and the cluster token, like etcd's, so a
+    /// member added by `MemberAdd` (which knows only peer URLs) gets the id it will compute.
     pub fn member_id(&self) -> NodeId {
         let peer = self
             .initial_cluster
@@ -82,7 +83,7 @@ impl StoreConfig {
             .find(|(n, _)| *n == self.name)
             .map(|(_, u)| u.clone())
             .unwrap_or_else(|| self.advertise_peer_urls.join(","));
-        member_id(&self.name, &peer, &self.initial_cluster_token)
+        member_id(&peer, &self.initial_cluster_token)
     }
 
     /// The cluster id: derived from every founding member and the token.
@@ -117,9 +118,9 @@ impl StoreConfig {
     }
 }
 
-/// A member id from its name, peer URL and the cluster token.
-pub fn member_id(name: &str, peer_url: &str, token: &str) -> NodeId {
-    nonzero_hash(&format!("{name}|{peer_url}|{token}"))
+/// A member id from its peer URL and the cluster token.
+pub fn member_id(peer_url: &str, token: &str) -> NodeId {
+    nonzero_hash(&format!("{peer_url}|{token}"))
 }
 
 /// FNV-1a: stable across builds and platforms (unlike `DefaultHasher`), never 0 (etcd treats 0

@@ -15,9 +15,21 @@ use crate::engine::{Engine, RocksEngine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
-use crate::pb::storepb::{internal_request, InternalRequest};
+use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest};
+use tokio::sync::{mpsc, oneshot};
 use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
+
+/// Most requests in one raft entry, and the byte budget that closes an entry early.
+const MAX_BATCH: usize = 512;
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A write waiting for the batcher, and where its outcome goes.
+struct Proposal {
+    request: InternalRequest,
+    size: usize,
+    reply: oneshot::Sender<Result<(ApplyResponse, i64)>>,
+}
 
 /// A running store member.
 pub struct StoreNode {
@@ -28,6 +40,7 @@ pub struct StoreNode {
     engine: Arc<RocksEngine>,
     sm: Arc<StateMachineHandle<RocksEngine>>,
     lessor: Lessor,
+    proposals: mpsc::Sender<Proposal>,
 }
 
 impl std::fmt::Debug for StoreNode {
@@ -71,7 +84,7 @@ impl StoreNode {
                 .iter()
                 .map(|(name, url)| {
                     let m = Member { name: name.clone(), peer_urls: vec![url.clone()], client_urls: vec![] };
-                    (super::config::member_id(name, url, &config.initial_cluster_token), m)
+                    (super::config::member_id(url, &config.initial_cluster_token), m)
                 })
                 .map(|(mid, mut m)| {
                     if mid == id {
@@ -86,7 +99,10 @@ impl StoreNode {
             }
         }
 
-        let node = Arc::new(Self { config, id, cluster_id, raft, engine, sm: handle, lessor: Lessor::default() });
+        let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(batch_proposals(raft.clone(), queue));
+        let node =
+            Arc::new(Self { config, id, cluster_id, raft, engine, sm: handle, lessor: Lessor::default(), proposals });
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -138,29 +154,25 @@ impl StoreNode {
     }
 
     /// Replicates and applies one write, returning its outcome and the header to answer with.
+    ///
+    /// Writes from concurrent callers share raft entries (see [`batch_proposals`]), so a burst
+    /// of writes costs one fsync rather than one each; each keeps its own revision and outcome.
     pub async fn propose(&self, request: internal_request::Request) -> Result<(ApplyResponse, ResponseHeader)> {
-        let command = InternalRequest { id: 0, request: Some(request) };
+        let request = InternalRequest { id: 0, request: Some(request) };
         // Refuse what no state could make valid before it costs a log entry.
-        crate::mvcc::validate(&command)?;
-        let bytes = command.encode_to_vec();
-        if bytes.len() > self.config.max_request_bytes {
+        crate::mvcc::validate(&request)?;
+        let size = request.encoded_len();
+        if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let written = tokio::time::timeout(self.config.request_timeout, self.raft.client_write(Command(bytes)))
-            .await
-            .map_err(|_| Error::Timeout)?;
-        let response = match written {
-            Ok(r) => r.data,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                return Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader });
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                return Err(Error::InvalidArgument(e.to_string()));
-            }
-            Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
+        let (reply, outcome) = oneshot::channel();
+        let wait = async {
+            self.proposals.send(Proposal { request, size, reply }).await.map_err(|_| Error::Stopped)?;
+            outcome.await.map_err(|_| Error::Stopped)?
         };
-        let outcome = response.result.unwrap_or_else(|| Err(Error::Storage("normal entry applied without a result".into())))?;
-        Ok((outcome, self.header(response.revision)))
+        let (response, revision) =
+            tokio::time::timeout(self.config.request_timeout, wait).await.map_err(|_| Error::Timeout)??;
+        Ok((response, self.header(revision)))
     }
 
     /// Waits until this member's state reflects every write committed before the call
@@ -186,6 +198,49 @@ impl StoreNode {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// The group-commit loop: takes every proposal queued while the previous entry was being
+/// replicated and made durable, and proposes them as one entry.
+async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+    while let Some(first) = queue.recv().await {
+        let mut bytes = first.size;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += p.size;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let entry = InternalBatch { requests }.encode_to_vec();
+        match raft.client_write(Command(entry)).await {
+            Ok(written) => {
+                let mut results = written.data.results.into_iter();
+                for reply in replies {
+                    let result = results.next().unwrap_or_else(|| {
+                        (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
+                    });
+                    // The caller may have timed out and gone: nothing to tell it then.
+                    let _ = reply.send(result.0.map(|r| (r, result.1)));
+                }
+            }
+            Err(e) => {
+                let error = match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) if f.leader_id.is_some() => Error::NotLeader,
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Error::NoLeader,
+                    RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Error::InvalidArgument(e.to_string()),
+                    RaftError::Fatal(_) => Error::Stopped,
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
         }
     }
 }
