@@ -369,3 +369,39 @@ async fn restart_keeps_data_and_revision() {
     let next = c.put("r/x", "x", None).await.unwrap().header().unwrap().revision();
     assert_eq!(next, r + 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_request_reports_the_delivered_revision() {
+    let t = TestStore::start().await;
+    let mut c = t.client().await;
+    let mut s = c.watch("pr/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    assert!(s.message().await.unwrap().unwrap().created());
+    let r = c.put("pr/a", "1", None).await.unwrap().header().unwrap().revision();
+    let e = s.message().await.unwrap().unwrap();
+    assert_eq!(e.events()[0].kv().unwrap().mod_revision(), r);
+    c.put("other", "x", None).await.unwrap();
+    s.request_progress().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = tokio::time::timeout_at(deadline, s.message()).await.expect("no progress response").unwrap().unwrap();
+        if m.events().is_empty() && !m.created() && !m.canceled() {
+            // Every event up to the header revision has been delivered, and the non-matching
+            // write at r + 1 counts as delivered too.
+            assert_eq!(m.header().unwrap().revision(), r + 1);
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_prompt_even_with_open_watches() {
+    let mut t = TestStore::start().await;
+    let mut c = t.client().await;
+    let mut s = c.watch("sd/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    assert!(s.message().await.unwrap().unwrap().created());
+    let lease = c.lease_grant(60, None).await.unwrap().id();
+    let (_keeper, _stream) = c.lease_keep_alive(lease).await.unwrap();
+    let started = std::time::Instant::now();
+    t.store.take().unwrap().shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+}

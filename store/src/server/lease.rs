@@ -93,7 +93,12 @@ impl Lease for LeaseService {
         let node = self.node.clone();
         let mut incoming = request.into_inner();
         let out = async_stream::try_stream! {
-            while let Some(req) = incoming.next().await {
+            loop {
+                let req = tokio::select! {
+                    req = incoming.next() => req,
+                    _ = node.stopped() => None,
+                };
+                let Some(req) = req else { break };
                 let req = req?;
                 // Only the leader's clock counts; elsewhere a keep-alive would be silently lost.
                 node.read_barrier(false).await?;

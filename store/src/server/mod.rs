@@ -87,10 +87,9 @@ impl RunningStore {
                     MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
                         .max_encoding_message_size(usize::MAX),
                 );
-            servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
-                wait_for_stop(stopped.clone()),
-            )));
+            servers.push(tokio::spawn(
+                router.serve_with_incoming_shutdown(accept(listener), wait_for_stop(stopped.clone())),
+            ));
         }
         if let Some(listener) = peer_listener {
             let router = Server::builder().add_service(
@@ -99,7 +98,7 @@ impl RunningStore {
                     .max_encoding_message_size(usize::MAX),
             );
             servers.push(tokio::spawn(
-                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait_for_stop(stopped.clone())),
+                router.serve_with_incoming_shutdown(accept(listener), wait_for_stop(stopped.clone())),
             ));
         }
         Ok(Self { node, client_addrs, peer_addr, stop, servers })
@@ -120,8 +119,10 @@ impl RunningStore {
         self.peer_addr
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, then stops raft.
+    /// Stops accepting requests, ends watch and keep-alive streams, lets in-flight unary
+    /// requests finish, then stops raft.
     pub async fn shutdown(self) {
+        self.node.begin_shutdown();
         let _ = self.stop.send(true);
         for server in self.servers {
             // Watch and keep-alive streams never end on their own: bound the wait.
@@ -129,6 +130,17 @@ impl RunningStore {
         }
         self.node.shutdown().await;
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: watch events and raft messages are small
+/// writes that must leave at once, not wait for the previous segment's ACK.
+fn accept(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 async fn wait_for_stop(mut stopped: signal::Receiver<bool>) {

@@ -16,7 +16,7 @@ use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
 use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
 
@@ -41,6 +41,7 @@ pub struct StoreNode {
     sm: Arc<StateMachineHandle<RocksEngine>>,
     lessor: Lessor,
     proposals: mpsc::Sender<Proposal>,
+    stopping: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for StoreNode {
@@ -102,7 +103,17 @@ impl StoreNode {
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(batch_proposals(raft.clone(), queue));
         let node =
-            Arc::new(Self { config, id, cluster_id, raft, engine, sm: handle, lessor: Lessor::default(), proposals });
+            Arc::new(Self {
+                config,
+                id,
+                cluster_id,
+                raft,
+                engine,
+                sm: handle,
+                lessor: Lessor::default(),
+                proposals,
+                stopping: watch::channel(false).0,
+            });
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -194,8 +205,22 @@ impl StoreNode {
         }
     }
 
+    /// Resolves once shutdown has begun: long-lived streams (watches, keep-alives) end on it so
+    /// that a graceful shutdown does not wait for clients to hang up.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        // An error means the node is gone, which is stopped too.
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Tells long-lived streams to end.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
     /// Stops raft; the engine closes when the last reference goes.
     pub async fn shutdown(&self) {
+        self.begin_shutdown();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

@@ -144,6 +144,7 @@ impl Session {
                 },
                 _ = catch_up.tick(), if self.watches.values().any(|w| !w.synced) => self.catch_up().await,
                 _ = progress.tick() => self.notify_progress().await,
+                _ = self.node.stopped() => Err(Closed),
             };
             if step.is_err() {
                 return;
