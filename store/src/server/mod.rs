@@ -1,8 +1,10 @@
 //! The gRPC edge: etcd's v3 services plus the raft peer service, and the only place store
 //! errors become gRPC statuses (`status`).
 
+mod authority;
 mod cluster;
 mod config;
+mod forward;
 mod kv;
 mod lease;
 mod lessor;
@@ -14,7 +16,7 @@ mod watch;
 
 pub use config::{member_id, ClusterState, StoreConfig};
 pub use maintenance::API_VERSION;
-pub use node::StoreNode;
+pub use node::{Leader, StoreNode};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +90,10 @@ impl RunningStore {
                         .max_encoding_message_size(usize::MAX),
                 );
             servers.push(tokio::spawn(
-                router.serve_with_incoming_shutdown(accept(listener), wait_for_stop(stopped.clone())),
+                router.serve_with_incoming_shutdown(
+                    authority::fix_incoming(accept(listener)),
+                    wait_for_stop(stopped.clone()),
+                ),
             ));
         }
         if let Some(listener) = peer_listener {
