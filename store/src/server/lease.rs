@@ -9,7 +9,7 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::node::StoreNode;
+use super::node::{Leader, StoreNode};
 use crate::mvcc::{ApplyResponse, MAX_LEASE_TTL};
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
@@ -44,6 +44,67 @@ fn new_lease_id(node: &StoreNode) -> i64 {
         if id != 0 && node.mvcc().lease(id).is_none() {
             return id;
         }
+    }
+}
+
+/// Renews `id` on the leader's clock (forwarding from a follower) and returns its TTL; 0 for an
+/// unknown lease, as etcd answers.
+async fn keep_alive(node: &StoreNode, id: i64) -> Result<i64, Error> {
+    match node.leader().await? {
+        Leader::Me => {
+            // A deposed leader's clock no longer counts: confirm leadership first.
+            node.read_index_local().await?;
+            Ok(keep_alive_local(node, id))
+        }
+        Leader::Peer(leader) => {
+            let mut client = node.peers().get(&leader)?;
+            let reply = client
+                .lease_keep_alive(LeaseKeepAliveRequest { id })
+                .await
+                .map_err(super::forward::unreachable)?;
+            Ok(reply.into_inner().ttl)
+        }
+    }
+}
+
+/// The leader's side of a keep-alive.
+pub(super) fn keep_alive_local(node: &StoreNode, id: i64) -> i64 {
+    match node.mvcc().lease(id) {
+        Some(lease) => {
+            node.lessor().keep_alive(&lease, Instant::now());
+            lease.ttl
+        }
+        None => 0,
+    }
+}
+
+/// A lease's remaining TTL by the leader's clock (forwarding from a follower).
+async fn time_to_live(node: &StoreNode, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Error> {
+    match node.leader().await? {
+        Leader::Me => {
+            node.read_index_local().await?;
+            Ok(time_to_live_local(node, &req))
+        }
+        Leader::Peer(leader) => {
+            let mut client = node.peers().get(&leader)?;
+            let reply = client.lease_time_to_live(req).await.map_err(super::forward::unreachable)?;
+            Ok(reply.into_inner())
+        }
+    }
+}
+
+/// The leader's side of TimeToLive; TTL -1 for an unknown lease (etcdctl prints "already
+/// expired").
+pub(super) fn time_to_live_local(node: &StoreNode, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    let Some(lease) = node.mvcc().lease(req.id) else {
+        return LeaseTimeToLiveResponse { id: req.id, ttl: -1, ..Default::default() };
+    };
+    LeaseTimeToLiveResponse {
+        header: None,
+        id: lease.id,
+        ttl: node.lessor().remaining(&lease, Instant::now()),
+        granted_ttl: lease.ttl,
+        keys: if req.keys { lease.keys } else { vec![] },
     }
 }
 
@@ -100,17 +161,8 @@ impl Lease for LeaseService {
                 };
                 let Some(req) = req else { break };
                 let req = req?;
-                // Only the leader's clock counts; elsewhere a keep-alive would be silently lost.
-                node.read_barrier(false).await?;
+                let ttl = keep_alive(&node, req.id).await?;
                 let mvcc = node.mvcc();
-                let ttl = match mvcc.lease(req.id) {
-                    Some(lease) => {
-                        node.lessor().keep_alive(&lease, Instant::now());
-                        lease.ttl
-                    }
-                    // etcd answers an unknown lease with TTL 0 rather than an error.
-                    None => 0,
-                };
                 yield LeaseKeepAliveResponse { header: Some(node.header(mvcc.current_revision())), id: req.id, ttl };
             }
         };
@@ -121,22 +173,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let req = request.into_inner();
-        self.node.read_barrier(false).await?;
-        let mvcc = self.node.mvcc();
-        let header = Some(self.node.header(mvcc.current_revision()));
-        let Some(lease) = mvcc.lease(req.id) else {
-            // etcd answers an unknown lease with TTL -1 (etcdctl prints "already expired").
-            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
-        };
-        let remaining = self.node.lessor().remaining(&lease, Instant::now());
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: lease.id,
-            ttl: remaining,
-            granted_ttl: lease.ttl,
-            keys: if req.keys { lease.keys } else { vec![] },
-        }))
+        let mut resp = time_to_live(&self.node, request.into_inner()).await?;
+        resp.header = Some(self.node.header(self.node.mvcc().current_revision()));
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(

@@ -15,10 +15,20 @@ use crate::engine::{Engine, RocksEngine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
-use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest};
+use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest, ReadIndexRequest};
+use super::forward::{self, PeerClients};
 use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
+
+/// Who does leader-only work for this member.
+#[derive(Debug, Clone)]
+pub enum Leader {
+    /// This member leads.
+    Me,
+    /// Another member leads: forward to it.
+    Peer(Member),
+}
 
 /// Most requests in one raft entry, and the byte budget that closes an entry early.
 const MAX_BATCH: usize = 512;
@@ -42,6 +52,7 @@ pub struct StoreNode {
     lessor: Lessor,
     proposals: mpsc::Sender<Proposal>,
     stopping: watch::Sender<bool>,
+    peers: PeerClients,
 }
 
 impl std::fmt::Debug for StoreNode {
@@ -113,6 +124,7 @@ impl StoreNode {
                 lessor: Lessor::default(),
                 proposals,
                 stopping: watch::channel(false).0,
+                peers: PeerClients::default(),
             });
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
         Ok(node)
@@ -165,6 +177,7 @@ impl StoreNode {
     }
 
     /// Replicates and applies one write, returning its outcome and the header to answer with.
+    /// On a follower the write is forwarded to the leader.
     ///
     /// Writes from concurrent callers share raft entries (see [`batch_proposals`]), so a burst
     /// of writes costs one fsync rather than one each; each keeps its own revision and outcome.
@@ -172,31 +185,104 @@ impl StoreNode {
         let request = InternalRequest { id: 0, request: Some(request) };
         // Refuse what no state could make valid before it costs a log entry.
         crate::mvcc::validate(&request)?;
-        let size = request.encoded_len();
-        if size > self.config.max_request_bytes {
+        if request.encoded_len() > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
+        let (response, revision) = match self.leader().await? {
+            Leader::Me => self.propose_local(request).await?,
+            Leader::Peer(leader) => {
+                let mut client = self.peers.get(&leader)?;
+                let mut call = tonic::Request::new(request);
+                call.set_timeout(self.config.request_timeout);
+                let reply = client.propose(call).await.map_err(forward::unreachable)?;
+                forward::from_reply(reply.into_inner())?
+            }
+        };
+        Ok((response, self.header(revision)))
+    }
+
+    /// Proposes on this member, which must be the leader (else `NotLeader`): the forwarding
+    /// target for followers.
+    pub async fn propose_local(&self, request: InternalRequest) -> Result<(ApplyResponse, i64)> {
+        let size = request.encoded_len();
         let (reply, outcome) = oneshot::channel();
         let wait = async {
             self.proposals.send(Proposal { request, size, reply }).await.map_err(|_| Error::Stopped)?;
             outcome.await.map_err(|_| Error::Stopped)?
         };
-        let (response, revision) =
-            tokio::time::timeout(self.config.request_timeout, wait).await.map_err(|_| Error::Timeout)??;
-        Ok((response, self.header(revision)))
+        tokio::time::timeout(self.config.request_timeout, wait).await.map_err(|_| Error::Timeout)?
+    }
+
+    /// Who serves leader-only work now: this member or a peer. Waits a few election timeouts
+    /// for an election in progress; `NoLeader` after that.
+    pub async fn leader(&self) -> Result<Leader> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + self.config.election_timeout * 3;
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.running_state.is_err() {
+                    return Err(Error::Stopped);
+                }
+                match m.current_leader {
+                    Some(id) if id == self.id => return Ok(Leader::Me),
+                    Some(id) => {
+                        if let Some(member) = m.membership_config.membership().get_node(&id) {
+                            return Ok(Leader::Peer(member.clone()));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(Error::NoLeader),
+            }
+        }
+    }
+
+    /// Clients of the peer services, for forwarding.
+    pub fn peers(&self) -> &PeerClients {
+        &self.peers
     }
 
     /// Waits until this member's state reflects every write committed before the call
-    /// (linearizable read), unless `serializable` allows a member-local read.
+    /// (linearizable read, through the leader's read index), unless `serializable` allows a
+    /// member-local read.
     pub async fn read_barrier(&self, serializable: bool) -> Result<()> {
         if serializable {
             return Ok(());
         }
-        let checked = tokio::time::timeout(self.config.request_timeout, self.raft.ensure_linearizable())
+        let index = match self.leader().await? {
+            Leader::Me => self.read_index_local().await?,
+            Leader::Peer(leader) => {
+                let mut client = self.peers.get(&leader)?;
+                let mut call = tonic::Request::new(ReadIndexRequest {});
+                call.set_timeout(self.config.request_timeout);
+                let reply = client.read_index(call).await.map_err(forward::unreachable)?;
+                reply.into_inner().index
+            }
+        };
+        self.raft
+            .wait(Some(self.config.request_timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => Error::Timeout,
+                openraft::metrics::WaitError::ShuttingDown => Error::Stopped,
+            })
+    }
+
+    /// The leader's read index: confirms leadership with a quorum (so no newer leader can have
+    /// committed anything) and returns the commit index a linearizable read must see applied.
+    pub async fn read_index_local(&self) -> Result<u64> {
+        let checked = tokio::time::timeout(self.config.request_timeout, self.raft.get_read_log_id())
             .await
             .map_err(|_| Error::Timeout)?;
         match checked {
-            Ok(_) => Ok(()),
+            Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader })
             }

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::node::StoreNode;
+use crate::pb::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use crate::pb::storepb::raft_peer_server::RaftPeer;
-use crate::pb::storepb::RaftMessage;
+use crate::pb::storepb::{InternalRequest, ProposeReply, RaftMessage, ReadIndexReply, ReadIndexRequest};
 use crate::raft::{decode, encode};
 
 /// Serves raft traffic from peers.
@@ -44,5 +47,33 @@ impl RaftPeer for PeerService {
         let rpc = decode(&request.into_inner().data).map_err(bad_message)?;
         let result = self.node.raft().install_snapshot(rpc).await;
         Ok(Response::new(RaftMessage { data: encode(&result) }))
+    }
+
+    async fn propose(&self, request: Request<InternalRequest>) -> Result<Response<ProposeReply>, Status> {
+        let outcome = self.node.propose_local(request.into_inner()).await;
+        Ok(Response::new(super::forward::to_reply(outcome)))
+    }
+
+    async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+        let index = self.node.read_index_local().await?;
+        Ok(Response::new(ReadIndexReply { index }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        self.node.read_index_local().await?;
+        let ttl = super::lease::keep_alive_local(&self.node, id);
+        Ok(Response::new(LeaseKeepAliveResponse { header: None, id, ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.node.read_index_local().await?;
+        Ok(Response::new(super::lease::time_to_live_local(&self.node, &request.into_inner())))
     }
 }
