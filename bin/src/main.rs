@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an etcd-compatible store member (etcd v3 gRPC API).
-    Store(cmd::store::StoreArgs),
+    Store(Box<cmd::store::StoreArgs>),
     /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
     StoreRestore(cmd::store::RestoreArgs),
 }
@@ -40,7 +40,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Store(args) => cmd::store::run(args),
+        Command::Store(args) => cmd::store::run(*args),
         Command::StoreRestore(args) => cmd::store::restore(args),
     };
     match result {

@@ -126,6 +126,7 @@ fn config(args: StoreArgs) -> anyhow::Result<StoreConfig> {
         request_timeout: Duration::from_secs(7),
         progress_notify_interval: Duration::from_secs(args.progress_notify_interval.max(1)),
         snapshot_count: args.snapshot_count.max(1),
+        faults: None,
     })
 }
 

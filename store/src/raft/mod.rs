@@ -7,12 +7,14 @@
 // openraft's `StorageError` is large, and its traits fix it as our error type.
 #![allow(clippy::result_large_err)]
 
+mod faults;
 mod log_store;
 mod network;
 mod state_machine;
 #[cfg(test)]
 mod suite;
 
+pub use faults::{Dropped, LinkFault, LinkFaults};
 pub use log_store::LogStore;
 pub use network::Network;
 pub use state_machine::{parse_snapshot, AppliedEvents, CommandResponse, StateMachine, StateMachineHandle};

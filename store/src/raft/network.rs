@@ -10,13 +10,20 @@ use openraft::raft::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{decode, encode, Member, NodeId, TypeConfig};
+use std::sync::Arc;
+
+use super::{decode, encode, LinkFaults, Member, NodeId, TypeConfig};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::RaftMessage;
 
 /// Creates connections to peers from their advertised peer URLs.
-#[derive(Debug, Clone, Default)]
-pub struct Network;
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// This member, for the test network's per-link faults.
+    pub from: NodeId,
+    /// The test network, in in-process cluster tests.
+    pub faults: Option<Arc<LinkFaults>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
@@ -30,12 +37,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX)
         });
-        PeerConnection { target, url, client }
+        PeerConnection { from: self.from, target, url, client, faults: self.faults.clone() }
     }
 }
 
 /// One member's connection to one peer.
 pub struct PeerConnection {
+    from: NodeId,
+    faults: Option<Arc<LinkFaults>>,
     target: NodeId,
     url: String,
     client: Option<RaftPeerClient<Channel>>,
@@ -50,6 +59,12 @@ impl PeerConnection {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
+        if let Some(faults) = &self.faults {
+            if faults.pass(self.from, self.target).await.is_err() {
+                let e = std::io::Error::other("test network dropped the message");
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        }
         let Some(client) = self.client.as_mut() else {
             let e = std::io::Error::other(format!("bad peer url {:?}", self.url));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));

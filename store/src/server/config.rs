@@ -49,6 +49,9 @@ pub struct StoreConfig {
     pub progress_notify_interval: Duration,
     /// Take a raft snapshot (and purge the log) after this many applied entries.
     pub snapshot_count: u64,
+    /// In-process cluster tests only: the shared test network that cuts, drops or delays this
+    /// member's outgoing raft messages and forwarded requests. `None` in production.
+    pub faults: Option<std::sync::Arc<crate::raft::LinkFaults>>,
 }
 
 impl StoreConfig {
@@ -71,6 +74,7 @@ impl StoreConfig {
             request_timeout: Duration::from_secs(7),
             progress_notify_interval: Duration::from_secs(600),
             snapshot_count: 100_000,
+            faults: None,
         }
     }
 

@@ -56,8 +56,8 @@ async fn keep_alive(node: &StoreNode, id: i64) -> Result<i64, Error> {
             node.read_index_local().await?;
             Ok(keep_alive_local(node, id))
         }
-        Leader::Peer(leader) => {
-            let mut client = node.peers().get(&leader)?;
+        Leader::Peer(leader_id, leader) => {
+            let mut client = node.peer(leader_id, &leader).await?;
             let reply = client
                 .lease_keep_alive(LeaseKeepAliveRequest { id })
                 .await
@@ -85,8 +85,8 @@ async fn time_to_live(node: &StoreNode, req: LeaseTimeToLiveRequest) -> Result<L
             node.read_index_local().await?;
             Ok(time_to_live_local(node, &req))
         }
-        Leader::Peer(leader) => {
-            let mut client = node.peers().get(&leader)?;
+        Leader::Peer(leader_id, leader) => {
+            let mut client = node.peer(leader_id, &leader).await?;
             let reply = client.lease_time_to_live(req).await.map_err(super::forward::unreachable)?;
             Ok(reply.into_inner())
         }

@@ -17,6 +17,8 @@ use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
 use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest, ReadIndexRequest};
 use super::forward::{self, PeerClients};
+use crate::pb::storepb::raft_peer_client::RaftPeerClient;
+use tonic::transport::Channel;
 use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
@@ -27,7 +29,7 @@ pub enum Leader {
     /// This member leads.
     Me,
     /// Another member leads: forward to it.
-    Peer(Member),
+    Peer(NodeId, Member),
 }
 
 /// Most requests in one raft entry, and the byte budget that closes an entry early.
@@ -85,7 +87,8 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| Error::InvalidArgument(format!("raft config: {e}")))?;
-        let raft = Raft::new(id, Arc::new(raft_config), Network, LogStore::new(engine.clone()), sm)
+        let network = Network { from: id, faults: config.faults.clone() };
+        let raft = Raft::new(id, Arc::new(raft_config), network, LogStore::new(engine.clone()), sm)
             .await
             .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
 
@@ -190,8 +193,8 @@ impl StoreNode {
         }
         let (response, revision) = match self.leader().await? {
             Leader::Me => self.propose_local(request).await?,
-            Leader::Peer(leader) => {
-                let mut client = self.peers.get(&leader)?;
+            Leader::Peer(leader_id, leader) => {
+                let mut client = self.peer(leader_id, &leader).await?;
                 let mut call = tonic::Request::new(request);
                 call.set_timeout(self.config.request_timeout);
                 let reply = client.propose(call).await.map_err(forward::unreachable)?;
@@ -228,7 +231,7 @@ impl StoreNode {
                     Some(id) if id == self.id => return Ok(Leader::Me),
                     Some(id) => {
                         if let Some(member) = m.membership_config.membership().get_node(&id) {
-                            return Ok(Leader::Peer(member.clone()));
+                            return Ok(Leader::Peer(id, member.clone()));
                         }
                     }
                     None => {}
@@ -242,9 +245,13 @@ impl StoreNode {
         }
     }
 
-    /// Clients of the peer services, for forwarding.
-    pub fn peers(&self) -> &PeerClients {
-        &self.peers
+    /// A client of `member`'s peer service for forwarding one request (through the test
+    /// network's faults, in tests: a cut link looks like an unreachable leader).
+    pub async fn peer(&self, id: NodeId, member: &Member) -> Result<RaftPeerClient<Channel>> {
+        if let Some(faults) = &self.config.faults {
+            faults.pass(self.id, id).await.map_err(|_| Error::LeaderChanged)?;
+        }
+        self.peers.get(member)
     }
 
     /// Waits until this member's state reflects every write committed before the call
@@ -256,8 +263,8 @@ impl StoreNode {
         }
         let index = match self.leader().await? {
             Leader::Me => self.read_index_local().await?,
-            Leader::Peer(leader) => {
-                let mut client = self.peers.get(&leader)?;
+            Leader::Peer(leader_id, leader) => {
+                let mut client = self.peer(leader_id, &leader).await?;
                 let mut call = tonic::Request::new(ReadIndexRequest {});
                 call.set_timeout(self.config.request_timeout);
                 let reply = client.read_index(call).await.map_err(forward::unreachable)?;
