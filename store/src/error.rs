@@ -57,6 +57,11 @@ pub enum Error {
     /// A member id that does not exist.
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// A membership or leadership change the current membership does not allow: etcd's
+    /// FailedPrecondition answers, e.g. "Peer URLs already exists", "can only promote a learner
+    /// member", "bad leader transferee". The text is etcd's, without the "etcdserver: " prefix.
+    #[error("etcdserver: {0}")]
+    MembershipConflict(String),
     /// This member is not the leader and cannot serve the request itself.
     #[error("etcdserver: not leader")]
     NotLeader,

@@ -32,7 +32,8 @@ pub struct StoreArgs {
     /// Initial cluster: comma-separated name=peerURL (default: this member alone).
     #[arg(long)]
     initial_cluster: Option<String>,
-    /// `new` to found a cluster, `existing` to join one.
+    /// `new` to found a cluster, `existing` to join a running one after `etcdctl member add`
+    /// (--initial-cluster then lists this member and running members to learn the cluster from).
     #[arg(long, default_value = "new")]
     initial_cluster_state: String,
     /// Initial cluster token, mixed into member and cluster ids.
@@ -97,8 +98,9 @@ fn config(args: StoreArgs) -> anyhow::Result<StoreConfig> {
         Some(list) => split(&list)
             .into_iter()
             .map(|pair| {
-                let (name, url) =
-                    pair.split_once('=').with_context(|| format!("--initial-cluster entry {pair:?} is not name=URL"))?;
+                let (name, url) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--initial-cluster entry {pair:?} is not name=URL"))?;
                 parse_url(url)?;
                 Ok((name.to_string(), url.to_string()))
             })
@@ -130,7 +132,8 @@ fn config(args: StoreArgs) -> anyhow::Result<StoreConfig> {
     })
 }
 
-/// Runs a member until SIGTERM or Ctrl-C, then shuts down gracefully.
+/// Runs a member until SIGTERM or Ctrl-C (or its removal from the cluster), then shuts down
+/// gracefully.
 pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     let config = config(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -143,8 +146,16 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             clients = ?store.client_addrs(),
             "serving the etcd v3 API"
         );
-        wait_for_termination().await?;
-        tracing::info!("shutting down");
+        tokio::select! {
+            signal = wait_for_termination() => {
+                signal?;
+                tracing::info!("shutting down");
+            }
+            // etcd's removed member exits too; a restart on this data dir refuses to start.
+            _ = store.node().removed() => {
+                tracing::warn!("the member has been permanently removed from the cluster: shutting down");
+            }
+        }
         store.shutdown().await;
         Ok(())
     })

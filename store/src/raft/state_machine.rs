@@ -47,13 +47,19 @@ struct Progress {
     partial: Option<(LogId, u32)>,
 }
 
-/// Events of one applied write, fanned out to watchers.
+/// What the state machine tells watchers, in apply order.
 #[derive(Debug)]
-pub struct AppliedEvents {
-    /// The revision they were written at.
-    pub revision: i64,
-    /// The events, in order, with `prev_kv` filled.
-    pub events: Vec<Event>,
+pub enum AppliedEvents {
+    /// The events of one applied write, in order, with `prev_kv` filled.
+    Write {
+        /// The revision they were written at.
+        revision: i64,
+        /// The events.
+        events: Vec<Event>,
+    },
+    /// The whole state was replaced by an installed snapshot: revisions it covers produced no
+    /// events here, so every watch must catch up from history.
+    Replaced,
 }
 
 /// How many applied writes a watcher may fall behind before it must catch up from history.
@@ -198,7 +204,7 @@ impl<E: Engine> StateMachine<E> {
                 let _ = self
                     .handle
                     .events
-                    .send(Arc::new(AppliedEvents { revision: applied.revision, events: applied.events }));
+                    .send(Arc::new(AppliedEvents::Write { revision: applied.revision, events: applied.events }));
             }
             results.push((applied.response, applied.revision));
         }
@@ -213,6 +219,8 @@ impl<E: Engine> StateMachine<E> {
         let membership: StoredMembership = read_meta(&*self.engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         *self.handle.mvcc.write().expect("mvcc lock poisoned") = mvcc;
         *self.handle.applied.lock().expect("applied lock poisoned") = (last_applied, membership);
+        // No receivers is fine: nobody is watching.
+        let _ = self.handle.events.send(Arc::new(AppliedEvents::Replaced));
         Ok(())
     }
 }

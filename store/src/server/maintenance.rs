@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use openraft::ServerState;
@@ -12,9 +13,11 @@ use crate::engine::Engine;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
+use crate::pb::storepb::CampaignRequest;
+use crate::raft::{NodeId, Raft};
 use crate::Error;
 
 /// The etcd API level this store speaks, reported by Status (clients print it).
@@ -146,18 +149,156 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         let req = request.into_inner();
+        // As etcd: only the leader moves leadership (etcdctl finds it among its endpoints).
+        if self.node.raft().metrics().borrow().state != ServerState::Leader {
+            return Err(Error::NotLeader.into());
+        }
+        if req.target_id != self.node.id() {
+            transfer_leadership(&self.node, req.target_id).await?;
+        }
         let rev = self.node.mvcc().current_revision();
-        if req.target_id == self.node.id() && self.node.raft().metrics().borrow().state == ServerState::Leader {
-            return Ok(Response::new(MoveLeaderResponse { header: Some(self.node.header(rev)) }));
-        }
-        if !self.node.state().membership().membership().voter_ids().any(|id| id == req.target_id) {
-            return Err(Error::MemberNotFound.into());
-        }
-        Err(Error::Unsupported("moving leadership to another member".into()).into())
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.node.header(rev)) }))
     }
 
     async fn downgrade(&self, request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
         let _ = request;
         Err(Error::Unsupported("downgrade".into()).into())
+    }
+}
+
+/// Moves leadership from this member (the leader) to the voter `target`.
+///
+/// openraft 0.9 has no leader transfer, and a voter refuses to vote while its leader lease (the
+/// last AppendEntries from the leader, plus `election_timeout_max`) lasts — the leader included,
+/// counting from its election. So, once the target has every entry, the leader stops its
+/// heartbeats, waits until no entry has been sent for a lease (plus a heartbeat interval for
+/// messages in flight), checks the target still has every entry, and tells it to campaign.
+/// Every voter's lease has then expired and nobody has a longer log, so the target wins; the
+/// followers' own election timers (a lease plus an election timeout after the last heartbeat)
+/// have not fired yet. The leader's own vote alone makes the target win in a three-member
+/// cluster: its lease counts from its election, which is older than the wait.
+///
+/// Writes during the wait send entries and restart it, so under a steady write load the answer
+/// is `Timeout` after the request timeout (etcd's "leader transfer took too long"), with the
+/// leadership unchanged. A write racing the campaign itself (a window of one round trip) can
+/// make it lose: the target's higher term then ends in an ordinary election — safe, but maybe
+/// won by another member (the answer is then `LeaderChanged` or `Timeout`).
+async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<(), Error> {
+    let _no_membership_change = node.lock_membership().await?;
+    let raft = node.raft();
+    let deadline = tokio::time::Instant::now() + node.config().request_timeout;
+    let mut metrics = raft.metrics();
+    let target_member = {
+        let m = metrics.borrow_and_update();
+        let membership = m.membership_config.membership();
+        match membership.get_node(&target) {
+            Some(member) if membership.voter_ids().any(|v| v == target) => member.clone(),
+            _ => return Err(Error::MembershipConflict("bad leader transferee".into())),
+        }
+    };
+    let quiet_needed = Duration::from_millis(raft.config().election_timeout_max) + node.config().heartbeat;
+    // Heartbeats are paused only while the target is caught up: paused for longer than a lease
+    // plus an election timeout without sending entries, the followers would start elections.
+    let mut paused: Option<PausedHeartbeats<'_>> = None;
+    let mut quiet_since = tokio::time::Instant::now();
+    let mut seen_last = metrics.borrow().last_log_index;
+    loop {
+        let (leading, last, matched) = {
+            let m = metrics.borrow_and_update();
+            let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index);
+            (m.state == ServerState::Leader, m.last_log_index, matched)
+        };
+        if !leading {
+            return Err(Error::LeaderChanged);
+        }
+        let now = tokio::time::Instant::now();
+        if last != seen_last {
+            // New entries went out and refreshed the followers' leases.
+            seen_last = last;
+            quiet_since = now;
+        }
+        let caught_up = matched == last;
+        match paused {
+            None if caught_up => {
+                tracing::info!(target = format_args!("{target:x}"), wait = ?quiet_needed, "moving leadership: heartbeats paused");
+                paused = Some(PausedHeartbeats::new(raft));
+                quiet_since = now;
+            }
+            Some(_) if now >= quiet_since + quiet_needed => {
+                if caught_up {
+                    break;
+                }
+                // The target fell behind with nothing new to send (it stopped answering):
+                // resume heartbeats until it is back.
+                paused = None;
+            }
+            _ => {}
+        }
+        if now >= deadline {
+            return Err(Error::Timeout);
+        }
+        let wake = (quiet_since + quiet_needed).max(now + node.config().heartbeat).min(deadline);
+        if let Ok(Err(_)) = tokio::time::timeout_at(wake, metrics.changed()).await {
+            return Err(Error::Stopped);
+        }
+    }
+
+    let mut client = node.peer(target, &target_member).await?;
+    let mut call = tonic::Request::new(CampaignRequest {});
+    call.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100)));
+    match client.campaign(call).await {
+        Ok(_) => {}
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            return Err(Error::MembershipConflict("bad leader transferee".into()));
+        }
+        Err(status) => return Err(super::forward::unreachable(status)),
+    }
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        match leader {
+            Some(l) if l == target => {
+                tracing::info!(target = format_args!("{target:x}"), "moved leadership");
+                return Ok(());
+            }
+            Some(l) if l != node.id() => return Err(Error::LeaderChanged),
+            _ => {}
+        }
+        match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Error::Stopped),
+            Err(_) => return Err(Error::Timeout),
+        }
+    }
+}
+
+/// The target's side of a leadership transfer: campaign now (a no-op on the leader).
+pub async fn campaign(node: &StoreNode) -> Result<(), Error> {
+    let (state, voter) = {
+        let m = node.raft().metrics().borrow().clone();
+        (m.state, m.membership_config.membership().voter_ids().any(|v| v == node.id()))
+    };
+    if state == ServerState::Leader {
+        return Ok(());
+    }
+    if !voter || node.is_removed() {
+        return Err(Error::MembershipConflict("bad leader transferee".into()));
+    }
+    tracing::info!("campaigning: the leader is moving leadership here");
+    node.raft().trigger().elect().await.map_err(|_| Error::Stopped)
+}
+
+/// Heartbeats stay off while this lives.
+struct PausedHeartbeats<'a>(&'a Raft);
+
+impl<'a> PausedHeartbeats<'a> {
+    fn new(raft: &'a Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        Self(raft)
+    }
+}
+
+impl Drop for PausedHeartbeats<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
     }
 }

@@ -126,14 +126,32 @@ impl RunningStore {
 
     /// Stops accepting requests, ends watch and keep-alive streams, lets in-flight unary
     /// requests finish, then stops raft.
+    ///
+    /// Returns once the database is closed (its lock released), so the same data dir can be
+    /// opened again at once; if something still holds it after 5 s, that is logged.
     pub async fn shutdown(self) {
         self.node.begin_shutdown();
         let _ = self.stop.send(true);
-        for server in self.servers {
-            // Watch and keep-alive streams never end on their own: bound the wait.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        for mut server in self.servers {
+            // In-flight requests get a bounded grace period; then the server (and the node it
+            // holds) is dropped rather than left running.
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server).await.is_err() {
+                server.abort();
+            }
         }
         self.node.shutdown().await;
+        // openraft's storage tasks let go of the engine a moment after `shutdown` returns, and
+        // the last reference closes RocksDB: wait for ours to be the last.
+        let engine = std::sync::Arc::downgrade(self.node.engine());
+        drop(self.node);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while engine.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(holders = engine.strong_count(), "database still open 5 s after shutdown");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 

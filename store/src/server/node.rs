@@ -1,25 +1,31 @@
 //! One store member: the engine, the raft instance, the state machine's read side and the
-//! lessor, with the operations every gRPC service needs (propose, read barrier, headers).
+//! lessor, with the operations every gRPC service needs (propose, read barrier, headers), and
+//! its life as a member: founding or joining a cluster, publishing its name and client URLs,
+//! and noticing that it has been removed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::transport::Channel;
 
 use super::config::{ClusterState, StoreConfig};
+use super::forward::{self, PeerClients};
 use super::lessor::Lessor;
 use crate::engine::{Engine, RocksEngine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
+use crate::pb::etcdserverpb::Member as PbMember;
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
-use crate::pb::storepb::{internal_request, InternalBatch, InternalRequest, ReadIndexRequest};
-use super::forward::{self, PeerClients};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
-use tonic::transport::Channel;
-use tokio::sync::{mpsc, oneshot, watch};
+use crate::pb::storepb::{
+    internal_request, membership_change, ClusterInfoRequest, InternalBatch, InternalRequest, ReadIndexRequest,
+};
 use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
 
@@ -55,6 +61,15 @@ pub struct StoreNode {
     proposals: mpsc::Sender<Proposal>,
     stopping: watch::Sender<bool>,
     peers: PeerClients,
+    /// Held while a membership change (or a leadership transfer) runs on the leader: openraft
+    /// refuses a change while another is uncommitted, so changes queue here instead.
+    membership_changes: tokio::sync::Mutex<()>,
+    /// False while a member that joins an existing cluster has not caught up yet.
+    ready: watch::Sender<bool>,
+    /// True once this member knows it has been removed from the cluster.
+    removed: watch::Sender<bool>,
+    /// When a leader last sent us entries or a snapshot (or when we started).
+    last_leader_contact: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for StoreNode {
@@ -65,14 +80,24 @@ impl std::fmt::Debug for StoreNode {
 
 impl StoreNode {
     /// Opens the data dir, starts raft and, for a new cluster, bootstraps its membership.
+    ///
+    /// With `--initial-cluster-state existing` (a member added with MemberAdd), raft is not
+    /// initialized: the member learns the cluster id from a peer, starts empty and is sent the
+    /// log or a snapshot by the leader; reads wait until it has caught up.
     pub async fn start(config: StoreConfig) -> Result<Arc<Self>> {
         config.validate()?;
+        if let Ok(note) = std::fs::read_to_string(removed_marker(&config)) {
+            return Err(Error::InvalidArgument(format!(
+                "the member has been permanently removed from the cluster ({}); start it with a fresh \
+                 --data-dir after `etcdctl member add`",
+                note.trim()
+            )));
+        }
         let db_dir = config.data_dir.join("db");
-        std::fs::create_dir_all(&db_dir).map_err(|e| {
-            Error::Storage(format!("cannot create data dir {}: {e}", config.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&db_dir)
+            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let engine = Arc::new(RocksEngine::open(&db_dir)?);
-        let (id, cluster_id) = identity(&engine, &config)?;
+        let (id, cluster_id) = identity(&engine, &config).await?;
 
         let sm = StateMachine::open(engine.clone())?;
         let handle = sm.handle();
@@ -93,6 +118,14 @@ impl StoreNode {
             .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
 
         let initialized = raft.is_initialized().await.map_err(|_| Error::Stopped)?;
+        let joining = !initialized && config.initial_cluster_state == ClusterState::Existing;
+        if joining {
+            tracing::info!(
+                member_id = format_args!("{id:x}"),
+                cluster_id = format_args!("{cluster_id:x}"),
+                "joining an existing cluster: waiting for the leader to send the log or a snapshot"
+            );
+        }
         if !initialized && config.initial_cluster_state == ClusterState::New {
             let members: BTreeMap<NodeId, Member> = config
                 .initial_cluster
@@ -101,14 +134,9 @@ impl StoreNode {
                     let m = Member { name: name.clone(), peer_urls: vec![url.clone()], client_urls: vec![] };
                     (super::config::member_id(url, &config.initial_cluster_token), m)
                 })
-                .map(|(mid, mut m)| {
-                    if mid == id {
-                        m.client_urls = config.advertise_client_urls.clone();
-                    }
-                    (mid, m)
-                })
                 .collect();
-            // Every founding member may call this with the same membership; raft lets one win.
+            // Every founding member calls this with the same membership (client URLs are
+            // published once a leader is known); raft lets one win.
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!(error = %e, "cluster already initialized");
             }
@@ -116,20 +144,25 @@ impl StoreNode {
 
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(batch_proposals(raft.clone(), queue));
-        let node =
-            Arc::new(Self {
-                config,
-                id,
-                cluster_id,
-                raft,
-                engine,
-                sm: handle,
-                lessor: Lessor::default(),
-                proposals,
-                stopping: watch::channel(false).0,
-                peers: PeerClients::default(),
-            });
+        let node = Arc::new(Self {
+            config,
+            id,
+            cluster_id,
+            raft,
+            engine,
+            sm: handle,
+            lessor: Lessor::default(),
+            proposals,
+            stopping: watch::channel(false).0,
+            peers: PeerClients::default(),
+            membership_changes: tokio::sync::Mutex::new(()),
+            ready: watch::channel(!joining).0,
+            removed: watch::channel(false).0,
+            last_leader_contact: Mutex::new(Instant::now()),
+        });
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
+        tokio::spawn(publish_attributes(Arc::downgrade(&node)));
+        tokio::spawn(watch_membership(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -228,7 +261,17 @@ impl StoreNode {
                     return Err(Error::Stopped);
                 }
                 match m.current_leader {
-                    Some(id) if id == self.id => return Ok(Leader::Me),
+                    // openraft 0.9 restores a restarted member whose stored vote is its own as
+                    // leader of its old term; until a quorum acknowledges it, a newer leader may
+                    // exist, so wait to learn who really leads instead of accepting writes that
+                    // would fail when it steps down.
+                    Some(id) if id == self.id => {
+                        let voters = m.membership_config.membership().voter_ids().count();
+                        let lease = self.config.election_timeout.as_millis() as u64;
+                        if voters <= 1 || m.millis_since_quorum_ack.is_some_and(|ms| ms < lease) {
+                            return Ok(Leader::Me);
+                        }
+                    }
                     Some(id) => {
                         if let Some(member) = m.membership_config.membership().get_node(&id) {
                             return Ok(Leader::Peer(id, member.clone()));
@@ -258,6 +301,7 @@ impl StoreNode {
     /// (linearizable read, through the leader's read index), unless `serializable` allows a
     /// member-local read.
     pub async fn read_barrier(&self, serializable: bool) -> Result<()> {
+        self.check_serving().await?;
         if serializable {
             return Ok(());
         }
@@ -295,6 +339,78 @@ impl StoreNode {
             }
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::LeaderChanged),
             Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Serializes membership changes and leadership transfers on this member; `Timeout` if
+    /// another one holds it longer than a request may wait.
+    pub async fn lock_membership(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        tokio::time::timeout(self.config.request_timeout, self.membership_changes.lock())
+            .await
+            .map_err(|_| Error::Timeout)
+    }
+
+    /// Records that a leader has just sent this member entries or a snapshot (the peer service
+    /// calls it): a member that hears from no leader for long checks whether it was removed.
+    pub fn note_leader_contact(&self) {
+        *self.last_leader_contact.lock().expect("leader contact lock poisoned") = Instant::now();
+    }
+
+    /// Whether this member has been removed from the cluster (it then serves nothing).
+    pub fn is_removed(&self) -> bool {
+        *self.removed.borrow()
+    }
+
+    /// Resolves once this member has been removed from the cluster; a process should then shut
+    /// down and exit, as etcd's removed member does.
+    pub async fn removed(&self) {
+        let mut rx = self.removed.subscribe();
+        // An error means the node is gone: nothing left to wait for either.
+        let _ = rx.wait_for(|removed| *removed).await;
+    }
+
+    /// Whether this member has caught up with the cluster it joined (always, for a member that
+    /// founded the cluster or restarted): reads wait for it.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Refuses requests once removed (`Stopped`, as etcd's stopping server answers), and holds
+    /// them (up to the request timeout) while a joining member catches up.
+    async fn check_serving(&self) -> Result<()> {
+        if self.is_removed() {
+            return Err(Error::Stopped);
+        }
+        if self.is_ready() {
+            return Ok(());
+        }
+        let mut ready = self.ready.subscribe();
+        let waited = tokio::time::timeout(self.config.request_timeout, ready.wait_for(|r| *r)).await.map(|r| r.is_ok());
+        match waited {
+            Ok(true) if !self.is_removed() => Ok(()),
+            Ok(_) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// This member has been removed: remembers it in the data dir (a restart refuses to
+    /// start), ends streams and stops raft. Idempotent.
+    async fn leave(&self, why: &str) {
+        if self.removed.send_replace(true) {
+            return;
+        }
+        tracing::error!(
+            member_id = format_args!("{:x}", self.id),
+            why,
+            "the member has been permanently removed from the cluster; stopping raft"
+        );
+        let note = format!("member {:x} was removed from cluster {:x}: {why}\n", self.id, self.cluster_id);
+        if let Err(e) = std::fs::write(removed_marker(&self.config), note) {
+            tracing::warn!(error = %e, "cannot record the removal in the data dir");
+        }
+        self.begin_shutdown();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
         }
     }
 
@@ -350,9 +466,13 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
             }
             Err(e) => {
                 let error = match e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) if f.leader_id.is_some() => Error::NotLeader,
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Error::NoLeader,
-                    RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Error::InvalidArgument(e.to_string()),
+                    // Leadership was lost with the batch submitted: it may or may not commit under the
+                    // next leader, so the outcome is unknown ("leader changed", Unavailable), as
+                    // etcd answers; never "not leader", which would claim it was refused.
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Error::LeaderChanged,
+                    RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                        Error::InvalidArgument(e.to_string())
+                    }
                     RaftError::Fatal(_) => Error::Stopped,
                 };
                 for reply in replies {
@@ -365,12 +485,18 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
 
 /// Member and cluster ids are fixed on first start and kept in the data dir, so a restart with
 /// different flags cannot silently change them (etcd ignores `--initial-cluster` on restart too).
-fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId, u64)> {
+/// A member joining an existing cluster takes the cluster id from a peer.
+async fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId, u64)> {
     if let Some(b) = engine.get(Cf::RaftMeta, keys::RAFT_IDENTITY)? {
         let ids: (NodeId, u64) = crate::raft::decode(&b)?;
         return Ok(ids);
     }
-    let ids = (config.member_id(), config.cluster_id());
+    let id = config.member_id();
+    let cluster_id = match config.initial_cluster_state {
+        ClusterState::New => config.cluster_id(),
+        ClusterState::Existing => join_cluster_id(config, id).await?,
+    };
+    let ids = (id, cluster_id);
     let mut b = WriteBatch::default();
     b.put(Cf::RaftMeta, keys::RAFT_IDENTITY, crate::raft::encode(&ids));
     engine.write(b, true)?;
@@ -402,4 +528,209 @@ async fn expire_leases(node: std::sync::Weak<StoreNode>) {
             }
         }
     }
+}
+
+/// Where a removed member notes its removal (a file in the data dir, readable by an operator).
+fn removed_marker(config: &StoreConfig) -> PathBuf {
+    config.data_dir.join("member-removed")
+}
+
+/// Asks the other members of `--initial-cluster` for the cluster this member joins: its id,
+/// once one of them lists this member (MemberAdd must have come first). Retries for twice the
+/// request timeout, since a follower may not have applied the MemberAdd yet.
+async fn join_cluster_id(config: &StoreConfig, id: NodeId) -> Result<u64> {
+    let own: Vec<&String> = config
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| *name == config.name)
+        .map(|(_, url)| url)
+        .chain(&config.advertise_peer_urls)
+        .collect();
+    let peers: Vec<&String> =
+        config.initial_cluster.iter().map(|(_, url)| url).filter(|url| !own.contains(url)).collect();
+    if peers.is_empty() {
+        return Err(Error::InvalidArgument(
+            "--initial-cluster-state existing needs the cluster's members in --initial-cluster".into(),
+        ));
+    }
+    let clients = PeerClients::default();
+    let deadline = tokio::time::Instant::now() + config.request_timeout * 2;
+    let mut problem = String::new();
+    loop {
+        for url in &peers {
+            let member = Member { peer_urls: vec![url.to_string()], ..Default::default() };
+            let mut client = clients.get(&member)?;
+            let mut call = tonic::Request::new(ClusterInfoRequest {});
+            call.set_timeout(Duration::from_secs(1));
+            match client.cluster_info(call).await {
+                Ok(reply) => {
+                    let info = reply.into_inner();
+                    if info.members.iter().any(|m| m.id == id) {
+                        return Ok(info.cluster_id);
+                    }
+                    let listed: Vec<String> = info.members.iter().map(|m| m.peer_ur_ls.join(",")).collect();
+                    problem = format!("{url} lists the members at {listed:?}, not this one");
+                }
+                Err(status) => problem = format!("{url}: {}", status.message()),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let url = config.initial_cluster.iter().find(|(n, _)| *n == config.name).map(|(_, u)| u.as_str());
+            return Err(Error::InvalidArgument(format!(
+                "cannot join the cluster as member {id:x} (peer URL {}): {problem}; add it first with \
+                 `etcdctl member add {} --peer-urls=URL` using the same URL, and the cluster's \
+                 --initial-cluster-token",
+                url.unwrap_or("?"),
+                config.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// etcd's publish: once a leader is known, makes this member's entry in the raft membership
+/// carry its name and client URLs (MemberAdd knows only peer URLs, and a restart may change the
+/// client URLs). Retries with backoff (capped at 5 s) until done, logging each failure; ends
+/// when done or when the member stops or is removed.
+async fn publish_attributes(node: Weak<StoreNode>) {
+    let Some(n) = node.upgrade() else { return };
+    let mut metrics = n.raft.metrics();
+    let (id, name, client_urls) = (n.id, n.config.name.clone(), n.config.advertise_client_urls.clone());
+    drop(n);
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        let leader_known = {
+            let m = metrics.borrow_and_update();
+            if m.running_state.is_err() {
+                return;
+            }
+            m.current_leader.is_some()
+        };
+        // The applied membership: committed, so a publish seen there cannot be undone.
+        let Some(mine) = node.upgrade().map(|n| n.sm.membership().membership().get_node(&id).cloned()) else {
+            return;
+        };
+        match mine {
+            Some(m) if m.name == name && m.client_urls == client_urls => {
+                tracing::info!(member = %m, client_urls = ?client_urls, "member attributes are published");
+                return;
+            }
+            Some(_) if leader_known => {
+                let Some(n) = node.upgrade() else { return };
+                if n.is_removed() || *n.stopping.borrow() {
+                    return;
+                }
+                let attributes =
+                    PbMember { id, name: name.clone(), client_ur_ls: client_urls.clone(), ..Default::default() };
+                let publish = super::cluster::change_membership(&n, membership_change::Change::Publish(attributes));
+                // Holding the node keeps its database open: let go as soon as it stops.
+                let outcome = tokio::select! {
+                    outcome = publish => outcome,
+                    _ = n.stopped() => return,
+                };
+                match outcome {
+                    // Committed: look again once it has reached this member's log.
+                    Ok(_) => backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(attempt, error = %e, retry_in = ?backoff, "publishing member attributes failed");
+                        drop(n);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            // Not in the membership yet (a joining member catching up) or no leader: wait.
+            _ => {}
+        }
+        // Bounded, so that a change already in the log is re-checked even without new metrics.
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await {
+            return;
+        }
+    }
+}
+
+/// Follows this member's place in the applied (committed) membership:
+/// - a joining member becomes ready once it has applied a membership that lists it with its
+///   published name, i.e. it has caught up to at least its own publish entry (etcd's member
+///   serves after its publish is applied, too);
+/// - a member that was listed and is absent from a newer applied membership was removed;
+/// - a removed member often never learns so from its log (openraft's leader stops replicating
+///   to it at once), so a member that has heard from no leader for longer than a leader lease
+///   and an election timeout asks the other members: one whose applied membership is newer than
+///   the last that listed this member, and lacks it, proves the removal.
+async fn watch_membership(node: Weak<StoreNode>) {
+    let Some(n) = node.upgrade() else { return };
+    let mut metrics = n.raft.metrics();
+    let (id, name) = (n.id, n.config.name.clone());
+    // openraft's leader lease is election_timeout_max (twice ours, see `start`).
+    let silence = n.config.election_timeout * 3;
+    drop(n);
+    // The index of the newest applied membership that listed this member.
+    let mut listed_at: Option<u64> = None;
+    let mut last_asked = Instant::now();
+    loop {
+        let Some(n) = node.upgrade() else { return };
+        if n.is_removed() || *n.stopping.borrow() {
+            return;
+        }
+        let applied = n.sm.membership();
+        let index = applied.log_id().map(|l| l.index);
+        match applied.membership().get_node(&id) {
+            Some(me) => {
+                listed_at = index;
+                if !n.is_ready() && me.name == name {
+                    tracing::info!(member = %me, "caught up with the cluster: serving clients");
+                    n.ready.send_replace(true);
+                }
+            }
+            None if listed_at.is_some() && index > listed_at => {
+                n.leave("the applied membership no longer lists it").await;
+                return;
+            }
+            None => {}
+        }
+        let leading = n.raft.metrics().borrow().state == ServerState::Leader;
+        let silent_for = n.last_leader_contact.lock().expect("leader contact lock poisoned").elapsed();
+        if !leading && listed_at.is_some() && silent_for > silence && last_asked.elapsed() > silence {
+            last_asked = Instant::now();
+            let removal = tokio::select! {
+                removal = removal_seen_by_peers(&n, &applied, listed_at) => removal,
+                _ = n.stopped() => return,
+            };
+            if let Some(why) = removal {
+                n.leave(&why).await;
+                return;
+            }
+        }
+        drop(n);
+        if let Ok(Err(_)) = tokio::time::timeout(silence / 3, metrics.changed()).await {
+            return;
+        }
+    }
+}
+
+/// Asks the other members of `applied` for their applied membership; returns why this member
+/// is removed if one of them has a newer membership than `listed_at` without it.
+async fn removal_seen_by_peers(
+    node: &StoreNode,
+    applied: &crate::raft::StoredMembership,
+    listed_at: Option<u64>,
+) -> Option<String> {
+    for (peer_id, member) in applied.membership().nodes().filter(|(pid, _)| **pid != node.id) {
+        let Ok(mut client) = node.peer(*peer_id, member).await else { continue };
+        let mut call = tonic::Request::new(ClusterInfoRequest {});
+        call.set_timeout(Duration::from_secs(1));
+        let Ok(reply) = client.cluster_info(call).await else { continue };
+        let info = reply.into_inner();
+        if Some(info.membership_index) > listed_at && !info.members.iter().any(|m| m.id == node.id) {
+            return Some(format!(
+                "member {peer_id:x} applied a membership without it at index {}",
+                info.membership_index
+            ));
+        }
+    }
+    None
 }

@@ -1,4 +1,5 @@
-//! The `storepb.RaftPeer` service: hands raft messages from other members to our raft.
+//! The `storepb.RaftPeer` service: hands raft messages from other members to our raft, and
+//! serves what other members forward to the leader or ask of a member (membership, campaigns).
 
 use std::sync::Arc;
 
@@ -9,8 +10,12 @@ use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::pb::storepb::raft_peer_server::RaftPeer;
-use crate::pb::storepb::{InternalRequest, ProposeReply, RaftMessage, ReadIndexReply, ReadIndexRequest};
+use crate::pb::storepb::{
+    CampaignReply, CampaignRequest, ClusterInfoReply, ClusterInfoRequest, InternalRequest, MembershipChange,
+    MembershipChangeReply, ProposeReply, RaftMessage, ReadIndexReply, ReadIndexRequest,
+};
 use crate::raft::{decode, encode};
+use crate::Error;
 
 /// Serves raft traffic from peers.
 #[derive(Debug, Clone)]
@@ -34,6 +39,9 @@ impl RaftPeer for PeerService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&request.into_inner().data).map_err(bad_message)?;
         let result = self.node.raft().append_entries(rpc).await;
+        if result.is_ok() {
+            self.node.note_leader_contact();
+        }
         Ok(Response::new(RaftMessage { data: encode(&result) }))
     }
 
@@ -46,6 +54,9 @@ impl RaftPeer for PeerService {
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&request.into_inner().data).map_err(bad_message)?;
         let result = self.node.raft().install_snapshot(rpc).await;
+        if result.is_ok() {
+            self.node.note_leader_contact();
+        }
         Ok(Response::new(RaftMessage { data: encode(&result) }))
     }
 
@@ -75,5 +86,31 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         self.node.read_index_local().await?;
         Ok(Response::new(super::lease::time_to_live_local(&self.node, &request.into_inner())))
+    }
+
+    async fn cluster_info(&self, _: Request<ClusterInfoRequest>) -> Result<Response<ClusterInfoReply>, Status> {
+        if self.node.is_removed() {
+            return Err(Error::Stopped.into());
+        }
+        let applied = self.node.state().membership();
+        Ok(Response::new(ClusterInfoReply {
+            cluster_id: self.node.cluster_id(),
+            members: super::cluster::pb_members(applied.membership()),
+            membership_index: applied.log_id().map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipChange>,
+    ) -> Result<Response<MembershipChangeReply>, Status> {
+        let change = request.into_inner().change.ok_or_else(|| Status::invalid_argument("empty membership change"))?;
+        let outcome = super::cluster::change_membership_local(&self.node, change).await;
+        Ok(Response::new(super::cluster::to_reply(outcome)))
+    }
+
+    async fn campaign(&self, _: Request<CampaignRequest>) -> Result<Response<CampaignReply>, Status> {
+        super::maintenance::campaign(&self.node).await?;
+        Ok(Response::new(CampaignReply {}))
     }
 }

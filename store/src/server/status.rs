@@ -18,7 +18,7 @@ impl From<Error> for Status {
             | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Compacted { .. } | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
-            Error::LeaseExists | Error::NotLeader => Code::FailedPrecondition,
+            Error::LeaseExists | Error::NotLeader | Error::MembershipConflict(_) => Code::FailedPrecondition,
             Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
             Error::Unsupported(_) => Code::Unimplemented,
             Error::Storage(_) | Error::Corrupt(_) => Code::Internal,
@@ -50,5 +50,7 @@ mod tests {
         assert_eq!(Status::from(Error::EmptyKey).message(), "etcdserver: key is not provided");
         assert_eq!(Status::from(Error::LeaseNotFound).code(), Code::NotFound);
         assert_eq!(Status::from(Error::NoLeader).code(), Code::Unavailable);
+        let s = Status::from(Error::MembershipConflict("Peer URLs already exists".into()));
+        assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"));
     }
 }

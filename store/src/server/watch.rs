@@ -133,10 +133,11 @@ impl Session {
                     // Client closed its side or the transport failed: nothing left to serve.
                     Some(Err(_)) | None => Err(Closed),
                 },
-                batch = live.recv() => match batch {
-                    Ok(batch) => self.on_live(&batch).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Missed batches are still in history: fall back to reading it.
+                batch = live.recv() => match batch.as_deref() {
+                    Ok(AppliedEvents::Write { revision, events }) => self.on_live(*revision, events).await,
+                    // Missed batches, or a snapshot that replaced the state without events: the
+                    // history has what the live feed lacks, so every watch reads it.
+                    Ok(AppliedEvents::Replaced) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.watches.values_mut().for_each(|w| w.synced = false);
                         Ok(())
                     }
@@ -233,26 +234,26 @@ impl Session {
         Ok(())
     }
 
-    async fn on_live(&mut self, batch: &AppliedEvents) -> Result<(), Closed> {
+    async fn on_live(&mut self, revision: i64, events: &[Event]) -> Result<(), Closed> {
         let mut out = Vec::new();
         for (id, w) in self.watches.iter_mut().filter(|(_, w)| w.synced) {
-            if batch.revision < w.next_rev {
+            if revision < w.next_rev {
                 continue; // already delivered from history
             }
-            if batch.revision > w.next_rev {
+            if revision > w.next_rev {
                 // A gap can only mean a missed batch; history has it.
                 w.synced = false;
                 continue;
             }
-            w.next_rev = batch.revision + 1;
-            let events = w.select(&batch.events);
+            w.next_rev = revision + 1;
+            let events = w.select(events);
             if !events.is_empty() {
                 out.push((*id, events));
             }
         }
         for (id, events) in out {
             let mut r = self.response(id);
-            r.header.as_mut().expect("header set").revision = batch.revision;
+            r.header.as_mut().expect("header set").revision = revision;
             r.events = events;
             self.send(r).await?;
         }
