@@ -7,9 +7,10 @@
 //! ctrl-c. Children additionally get `PR_SET_PDEATHSIG(SIGKILL)`, so they die if this
 //! runner is killed outright.
 //!
-//! Only `members == 1` is used today; the command lines are already built for N members
-//! (`--initial-cluster` lists every member), so `--members 3` is a CLI change plus a
-//! leader check in [`Cluster::wait_ready`].
+//! With N members every member lists all of them in `--initial-cluster`, readiness also
+//! waits for a leader, and [`Cluster::endpoints_by_role`] orders the endpoints followers
+//! first, leader last, so that the load spreads over the members the same way, by role, for
+//! both servers.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -242,6 +243,39 @@ impl Cluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
+    /// Client endpoints ordered by role: followers (in member order), then the leader, as
+    /// reported by `Status`. The load maps connection `k` to endpoint `k mod n`, so with this
+    /// order a single connection lands on a follower and the leader serves every n-th
+    /// connection, whichever member won the election. Falls back to member order when the
+    /// members do not agree on a leader. Returns the endpoints and the leader's name.
+    pub async fn endpoints_by_role(&self) -> (Vec<String>, Option<String>) {
+        let mut ids = Vec::new();
+        let mut leaders = Vec::new();
+        for m in &self.members {
+            let status = async {
+                let mut c = Client::connect([&m.client_url], Some(connect_options())).await?;
+                c.status().await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), status).await {
+                Ok(Ok(s)) => {
+                    ids.push(s.header().map(|h| h.member_id()).unwrap_or(0));
+                    leaders.push(s.leader());
+                }
+                _ => return (self.endpoints(), None),
+            }
+        }
+        let agreed = leaders.iter().all(|l| *l != 0 && *l == leaders[0]);
+        let Some(li) = ids.iter().position(|id| agreed && *id == leaders[0]) else {
+            return (self.endpoints(), None);
+        };
+        let mut eps: Vec<String> = (0..self.members.len())
+            .filter(|i| *i != li)
+            .map(|i| self.members[i].client_url.clone())
+            .collect();
+        eps.push(self.members[li].client_url.clone());
+        (eps, Some(self.members[li].name.clone()))
+    }
+
     /// One line per member: name, pid, URLs, data dir.
     pub fn describe(&self) -> String {
         self.members
@@ -265,7 +299,7 @@ impl Cluster {
         self.members.iter().filter_map(Member::pid).collect()
     }
 
-    /// Memory of every member, summed (one member today).
+    /// Memory of every member, summed.
     pub fn memory(&self) -> Result<MemStat> {
         let mut total = MemStat::default();
         for pid in self.pids() {

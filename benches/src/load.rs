@@ -94,6 +94,24 @@ fn key(prefix: &str, i: u64) -> String {
     format!("{prefix}{i:08}")
 }
 
+/// The endpoint list of member `k mod n`: connection `k` of a phase talks to that member only,
+/// so a phase's connections are spread evenly, and in the same way for both servers, over the
+/// members (whose order the caller fixes; see `Cluster::endpoints_by_role`).
+fn member(endpoints: &[String], k: usize) -> &[String] {
+    let i = k % endpoints.len();
+    &endpoints[i..=i]
+}
+
+/// One client per member, for a single sequential writer that spreads its puts over every
+/// member in turn (put `i` goes to member `i mod n`).
+async fn connect_each(endpoints: &[String]) -> Result<Vec<Client>, String> {
+    let mut out = Vec::with_capacity(endpoints.len());
+    for k in 0..endpoints.len() {
+        out.push(connect(member(endpoints, k)).await?);
+    }
+    Ok(out)
+}
+
 async fn connect(endpoints: &[String]) -> Result<Client, String> {
     match tokio::time::timeout(
         Duration::from_secs(10),
@@ -125,6 +143,10 @@ async fn put_bounded(
 /// workers (each taking the next key index from a shared counter). `clients == 1` is the
 /// sequential latency test. Before measuring, the workers together do `cfg.warmup` puts
 /// under `warm_prefix`, then all start at once.
+///
+/// With several members: in per-client mode worker `w` talks to member `w mod n`, and a
+/// single worker rotates its puts over all members; in shared mode the one connection is
+/// etcd-client's balanced channel over every endpoint.
 pub async fn puts(
     endpoints: &[String],
     prefix: &str,
@@ -141,9 +163,17 @@ pub async fn puts(
     };
     let deadline = Instant::now() + cfg.phase_timeout;
 
-    let conns: Vec<Client> = match (cfg.conn_mode, clients) {
-        (ConnMode::Shared, _) | (_, 1) => match connect(endpoints).await {
-            Ok(c) => vec![c; clients],
+    // Per worker: the clients it rotates its puts over (usually one).
+    let conns: Vec<Vec<Client>> = match (cfg.conn_mode, clients) {
+        (ConnMode::Shared, _) => match connect(endpoints).await {
+            Ok(c) => vec![vec![c]; clients],
+            Err(e) => {
+                result.failure = Some(e);
+                return result;
+            }
+        },
+        (ConnMode::PerClient, 1) => match connect_each(endpoints).await {
+            Ok(each) => vec![each],
             Err(e) => {
                 result.failure = Some(e);
                 return result;
@@ -151,9 +181,9 @@ pub async fn puts(
         },
         (ConnMode::PerClient, _) => {
             let mut v = Vec::with_capacity(clients);
-            for _ in 0..clients {
-                match connect(endpoints).await {
-                    Ok(c) => v.push(c),
+            for w in 0..clients {
+                match connect(member(endpoints, w)).await {
+                    Ok(c) => v.push(vec![c]),
                     Err(e) => {
                         result.failure = Some(e);
                         return result;
@@ -169,14 +199,16 @@ pub async fn puts(
     let barrier = Arc::new(Barrier::new(clients + 1));
     let warm_each = cfg.warmup.div_ceil(clients);
     let mut tasks = tokio::task::JoinSet::new();
-    for (w, mut client) in conns.into_iter().enumerate() {
+    for (w, mut mine) in conns.into_iter().enumerate() {
         let (next, barrier, value) = (next.clone(), barrier.clone(), value.clone());
         let (prefix, warm_prefix) = (prefix.to_string(), format!("{warm_prefix}{w:03}/"));
         tasks.spawn(async move {
+            let n = mine.len();
             let mut failure = None;
             for j in 0..warm_each as u64 {
+                let client = &mut mine[j as usize % n];
                 if let Err(e) =
-                    put_bounded(&mut client, key(&warm_prefix, j), value.clone(), deadline).await
+                    put_bounded(client, key(&warm_prefix, j), value.clone(), deadline).await
                 {
                     failure = Some(format!("warm-up {e}"));
                     break;
@@ -191,8 +223,9 @@ pub async fn puts(
                     if i >= total {
                         break;
                     }
+                    let client = &mut mine[i as usize % n];
                     let t = Instant::now();
-                    match put_bounded(&mut client, key(&prefix, i), value.clone(), deadline).await {
+                    match put_bounded(client, key(&prefix, i), value.clone(), deadline).await {
                         Ok(()) => lat.push(t.elapsed()),
                         Err(e) => {
                             failure = Some(e);
@@ -343,6 +376,10 @@ async fn run_watcher(
 /// watcher its own gRPC watch stream; a single watcher gets its own connection), one
 /// writer (its own connection) doing `puts` sequential puts under the prefix. Delivery
 /// latency is put-ack → event-received, matched by key.
+///
+/// With several members: watch connection `k` talks to member `k mod n` (the connection
+/// count is rounded up to a multiple of n, so watchers split evenly), a single watcher is on
+/// member 0, and the writer rotates its puts over all members.
 pub async fn watch(
     endpoints: &[String],
     prefix: &str,
@@ -359,19 +396,20 @@ pub async fn watch(
         ..Default::default()
     };
     let phase_deadline = Instant::now() + cfg.phase_timeout;
-    let mut writer = match connect(endpoints).await {
+    let mut writers = match connect_each(endpoints).await {
         Ok(c) => c,
         Err(e) => {
             result.failure = Some(format!("writer {e}"));
             return result;
         }
     };
+    let members = writers.len();
     let value = value(cfg);
 
     // Warm-up: writer puts outside the watched prefix.
     for j in 0..cfg.warmup as u64 {
         if let Err(e) = put_bounded(
-            &mut writer,
+            &mut writers[j as usize % members],
             key(warm_prefix, j),
             value.clone(),
             phase_deadline,
@@ -383,10 +421,10 @@ pub async fn watch(
         }
     }
 
-    let nconns = cfg.watch_conns.clamp(1, watchers);
+    let nconns = (cfg.watch_conns.div_ceil(members) * members).clamp(1, watchers);
     let mut wconns = Vec::with_capacity(nconns);
-    for _ in 0..nconns {
-        match connect(endpoints).await {
+    for k in 0..nconns {
+        match connect(member(endpoints, k)).await {
             Ok(c) => wconns.push(c),
             Err(e) => {
                 result.failure = Some(format!("watcher {e}"));
@@ -418,7 +456,8 @@ pub async fn watch(
     let t0 = Instant::now();
     for i in 0..puts {
         issued[i as usize] = Some(Instant::now());
-        match put_bounded(&mut writer, key(prefix, i), value.clone(), phase_deadline).await {
+        let writer = &mut writers[i as usize % members];
+        match put_bounded(writer, key(prefix, i), value.clone(), phase_deadline).await {
             Ok(()) => acked[i as usize] = Some(Instant::now()),
             Err(e) => {
                 result.failure = Some(format!("writer stopped after {i} puts: {e}"));
@@ -561,5 +600,18 @@ pub async fn run_suite(
         throughput,
         watch_single,
         watch_fanout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_round_robin_over_members() {
+        let eps: Vec<String> = ["f1", "f2", "leader"].iter().map(|s| s.to_string()).collect();
+        let picked: Vec<&str> = (0..7).map(|k| member(&eps, k)[0].as_str()).collect();
+        assert_eq!(picked, ["f1", "f2", "leader", "f1", "f2", "leader", "f1"]);
+        assert_eq!(member(&eps[..1], 5), &eps[..1]);
     }
 }

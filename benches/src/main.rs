@@ -1,9 +1,11 @@
 //! Benchmark runner: ferrokube's store vs etcd, same client, same load, same machine, one run.
 //!
 //! `cargo run --release -p benches -- store` builds `ferrokube` (release), starts
-//! `/usr/bin/etcd` and `ferrokube store` one after the other (one member each, fresh temp
-//! data dirs, free loopback ports), drives each with identical `etcd-client` load and
-//! prints metric | etcd | ferrokube | ratio (ferrokube/etcd) | which way is better.
+//! `/usr/bin/etcd` and `ferrokube store` one after the other (one member each by default,
+//! `--members 3` for three-member clusters on loopback; fresh temp data dirs, free loopback
+//! ports, both servers with their default raft timings, 100 ms heartbeat / 1 s election),
+//! drives each with identical `etcd-client` load and prints metric | etcd | ferrokube |
+//! ratio (ferrokube/etcd) | which way is better.
 //! `--quick` is a small smoke run; `--json` prints one JSON object instead of the table;
 //! `--only etcd|ferrokube`; `--ferrokube-bin PATH` skips the build. Exit code: 0 when every
 //! phase completed and every watcher saw every event, 1 otherwise (the table says why),
@@ -19,7 +21,15 @@
 //!    shows put-issued → event); then `--watchers` (100) watches on one prefix, each its own
 //!    watch stream, spread over `--watch-conns` (4) connections: events/s and a check that
 //!    every watcher received every event;
-//! 4. VmRSS / VmHWM of the server process after the load.
+//! 4. VmRSS / VmHWM of the server process after the load (summed over members).
+//!
+//! Several members: the endpoints are ordered followers first, leader last (by `Status`
+//! after startup), and connection `k` of a phase talks to member `k mod n` only: per-client
+//! throughput workers round-robin over the members, a single sequential writer rotates its
+//! puts over all of them, the fan-out watch connections (rounded up to a multiple of n) split
+//! the watchers evenly, and the single watcher sits on a follower. Writes that land on a
+//! follower are forwarded to the leader by both servers. `--conn-mode shared` instead uses one
+//! etcd-client balanced channel over every endpoint.
 //!
 //! Connections: with `--conn-mode per-client` (the default) every throughput worker has its
 //! own `etcd_client::Client`, i.e. its own HTTP/2 connection; `shared` clones one client
@@ -27,9 +37,8 @@
 //! ~10.5k vs ~8.6k puts/s at 16 clients, ~16.6k vs ~15.7k at 64; noisy), so it is the
 //! default, and the same mode is always used for both servers.
 //!
-//! Modules: `cluster` (spawning/stopping servers; `Cluster::start(spec, n, ..)` is written
-//! for N members so `--members 3` only needs lifting the CLI check), `load` (workloads →
-//! result structs), `report` (table + JSON), `stats` (percentiles, rates, ratios).
+//! Modules: `cluster` (spawning/stopping N-member clusters), `load` (workloads → result
+//! structs), `report` (table + JSON), `stats` (percentiles, rates, ratios).
 #![deny(clippy::all)]
 
 mod cluster;
@@ -118,7 +127,7 @@ struct StoreOpts {
     /// Run only one server kind.
     #[arg(long, value_enum)]
     only: Option<Only>,
-    /// Members per cluster (only 1 is supported for now).
+    /// Members per cluster (e.g. 3), all on loopback; clients spread over every member.
     #[arg(long, default_value_t = 1)]
     members: usize,
     /// etcd binary.
@@ -214,8 +223,15 @@ async fn bench_one(
             return rep;
         }
     };
-    let eps = cluster.endpoints();
+    let (eps, leader) = cluster.endpoints_by_role().await;
     progress(&format!("{name} ready: {}", cluster.describe()));
+    if members > 1 {
+        progress(&format!(
+            "{name}: leader {}; load spreads over {} (followers first)",
+            leader.as_deref().unwrap_or("unknown"),
+            eps.join(" ")
+        ));
+    }
     let suite = load::run_suite(&eps, counts, cfg, &|m| progress(&format!("{name}: {m}"))).await;
     rep.suite = Some(suite);
     if let Some(exit) = cluster.exited_member() {
@@ -232,11 +248,8 @@ async fn bench_one(
 }
 
 async fn run_store(o: StoreOpts) -> Result<bool> {
-    if o.members != 1 {
-        bail!(
-            "--members {}: only 1 member is supported for now",
-            o.members
-        );
+    if o.members == 0 {
+        bail!("--members must be at least 1");
     }
     if o.clients.is_empty() || o.clients.contains(&0) {
         bail!("--clients needs positive counts");
@@ -355,6 +368,13 @@ async fn run_store(o: StoreOpts) -> Result<bool> {
             counts.fanout_puts,
             cfg.warmup
         )];
+        if o.members > 1 {
+            header.push(format!(
+                "{} members on loopback: connection k -> member k mod {} (followers first, leader last); \
+                 the single writer rotates over members; memory rows are summed over members",
+                o.members, o.members
+            ));
+        }
         for r in &present {
             header.push(format!("{}: {} ({})", r.kind.name(), r.version, r.binary));
         }

@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// synced log append also makes every earlier (unsynced) state-machine batch durable.
 pub struct RocksEngine {
     db: DB,
+    /// Dropped right after `db` (fields drop in declaration order), so receivers learn that
+    /// the database is closed and its lock released, not merely that the last handle went.
+    closed: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for RocksEngine {
@@ -31,7 +34,16 @@ impl RocksEngine {
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| Error::Storage(format!("cannot open database in {}: {e}", dir.display())))?;
-        Ok(Self { db })
+        Ok(Self { db, closed: tokio::sync::watch::channel(()).0 })
+    }
+
+    /// Resolves once the database is closed (the engine dropped and RocksDB's lock released).
+    pub fn on_close(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            // `changed` errs exactly when the sender is dropped.
+            while rx.changed().await.is_ok() {}
+        }
     }
 
     fn handle(&self, cf: Cf) -> &ColumnFamily {

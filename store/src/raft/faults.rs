@@ -20,15 +20,29 @@ pub struct LinkFault {
 }
 
 /// Faults on directed links between members, shared by every member of a test cluster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LinkFaults {
     links: Mutex<HashMap<(NodeId, NodeId), LinkFault>>,
     rng: Mutex<u64>,
 }
 
-/// A message the test network did not deliver.
+/// A message the test network did not deliver, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped;
+pub enum Dropped {
+    /// The link is cut: the peer looks unreachable (raft backs off before trying again).
+    Cut,
+    /// This one message was lost (`drop_rate`): a transient failure, retried at once, as a
+    /// lost packet would be retransmitted.
+    Lost,
+}
+
+impl Default for LinkFaults {
+    /// Same as [`LinkFaults::new`]: a derived default would seed xorshift with 0, which stays 0
+    /// forever and so drops every message of a lossy link.
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl LinkFaults {
     /// A network with every link healthy.
@@ -64,8 +78,11 @@ impl LinkFaults {
         if !fault.delay.is_zero() {
             tokio::time::sleep(fault.delay).await;
         }
-        if fault.cut || (fault.drop_rate > 0.0 && self.roll() < fault.drop_rate) {
-            return Err(Dropped);
+        if fault.cut {
+            return Err(Dropped::Cut);
+        }
+        if fault.drop_rate > 0.0 && self.roll() < fault.drop_rate {
+            return Err(Dropped::Lost);
         }
         Ok(())
     }
@@ -86,18 +103,18 @@ mod tests {
 
     #[tokio::test]
     async fn cuts_drops_and_heals() {
-        let f = LinkFaults::new();
+        let f = LinkFaults::default();
         assert_eq!(f.pass(1, 2).await, Ok(()));
         f.partition(&[1], &[2, 3]);
-        assert_eq!(f.pass(1, 2).await, Err(Dropped));
-        assert_eq!(f.pass(3, 1).await, Err(Dropped));
+        assert_eq!(f.pass(1, 2).await, Err(Dropped::Cut));
+        assert_eq!(f.pass(3, 1).await, Err(Dropped::Cut));
         assert_eq!(f.pass(2, 3).await, Ok(()));
         f.heal();
         assert_eq!(f.pass(1, 2).await, Ok(()));
         f.set(1, 2, LinkFault { drop_rate: 0.5, ..Default::default() });
         let mut dropped = 0;
         for _ in 0..1000 {
-            dropped += usize::from(f.pass(1, 2).await.is_err());
+            dropped += usize::from(f.pass(1, 2).await == Err(Dropped::Lost));
         }
         assert!((350..650).contains(&dropped), "dropped {dropped} of 1000 at rate 0.5");
     }

@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use std::sync::Arc;
 
-use super::{decode, encode, LinkFaults, Member, NodeId, TypeConfig};
+use super::{decode, encode, Dropped, LinkFaults, Member, NodeId, TypeConfig};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::RaftMessage;
 
@@ -60,9 +60,19 @@ impl PeerConnection {
         E: std::error::Error + serde::de::DeserializeOwned,
     {
         if let Some(faults) = &self.faults {
-            if faults.pass(self.from, self.target).await.is_err() {
-                let e = std::io::Error::other("test network dropped the message");
-                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            match faults.pass(self.from, self.target).await {
+                Ok(()) => {}
+                Err(Dropped::Cut) => {
+                    let e = std::io::Error::other("test network: link cut");
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                }
+                // Not `Unreachable`: that makes openraft pause replication to the peer for
+                // 500 ms, longer than an election timeout in tests, so every lost heartbeat
+                // would start an election instead of being made up by the next one.
+                Err(Dropped::Lost) => {
+                    let e = std::io::Error::other("test network: message lost");
+                    return Err(RPCError::Network(NetworkError::new(&e)));
+                }
             }
         }
         let Some(client) = self.client.as_mut() else {

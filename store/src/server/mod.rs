@@ -141,16 +141,11 @@ impl RunningStore {
         }
         self.node.shutdown().await;
         // openraft's storage tasks let go of the engine a moment after `shutdown` returns, and
-        // the last reference closes RocksDB: wait for ours to be the last.
-        let engine = std::sync::Arc::downgrade(self.node.engine());
+        // closing RocksDB then takes a little longer: wait for the engine to say it is closed.
+        let closed = self.node.engine().on_close();
         drop(self.node);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while engine.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(holders = engine.strong_count(), "database still open 5 s after shutdown");
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), closed).await.is_err() {
+            tracing::warn!("database still open 5 s after shutdown");
         }
     }
 }
