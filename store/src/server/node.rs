@@ -436,10 +436,21 @@ impl StoreNode {
     }
 }
 
-/// The group-commit loop: takes every proposal queued while the previous entry was being
-/// replicated and made durable, and proposes them as one entry.
+/// Raft entries proposed but not yet applied, with followers: more than one lets a batch
+/// replicate (leader fsync + network + follower fsync) while the next one forms; the bound
+/// keeps a slow quorum from queueing without limit. A single voter keeps one entry in flight:
+/// openraft 0.9 fsyncs once per entry there, so more entries would only mean smaller batches
+/// and more fsyncs (measured: half the throughput at 16 clients).
+const MAX_ENTRIES_IN_FLIGHT: u32 = 4;
+
+/// The group-commit loop: takes every proposal queued since the previous entry was submitted
+/// and proposes them as one entry, in order, with a few entries in flight.
 async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT as usize));
     while let Some(first) = queue.recv().await {
+        let single_voter = raft.metrics().borrow().membership_config.membership().voter_ids().count() <= 1;
+        let share = if single_voter { MAX_ENTRIES_IN_FLIGHT } else { 1 };
+        let Ok(permit) = in_flight.clone().acquire_many_owned(share).await else { return };
         let mut bytes = first.size;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -453,33 +464,41 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let entry = InternalBatch { requests }.encode_to_vec();
-        match raft.client_write(Command(entry)).await {
-            Ok(written) => {
-                let mut results = written.data.results.into_iter();
-                for reply in replies {
-                    let result = results.next().unwrap_or_else(|| {
-                        (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
-                    });
-                    // The caller may have timed out and gone: nothing to tell it then.
-                    let _ = reply.send(result.0.map(|r| (r, result.1)));
-                }
-            }
-            Err(e) => {
-                let error = match e {
-                    // Leadership was lost with the batch submitted: it may or may not commit under the
-                    // next leader, so the outcome is unknown ("leader changed", Unavailable), as
-                    // etcd answers; never "not leader", which would claim it was refused.
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Error::LeaderChanged,
-                    RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                        Error::InvalidArgument(e.to_string())
+        // Submitted here, in queue order; answered by a task when applied.
+        let submitted = raft.client_write_ff(Command(entry)).await;
+        tokio::spawn(async move {
+            let outcome = match submitted {
+                Err(_fatal) => Err(Error::Stopped),
+                Ok(applied) => match applied.await {
+                    Err(_) => Err(Error::Stopped),
+                    Ok(Ok(written)) => Ok(written),
+                    // Leadership was lost with the batch submitted: it may or may not commit
+                    // under the next leader, so the outcome is unknown ("leader changed",
+                    // Unavailable), as etcd answers; never "not leader", which would claim it
+                    // was refused.
+                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::LeaderChanged),
+                    Ok(Err(ClientWriteError::ChangeMembershipError(e))) => Err(Error::InvalidArgument(e.to_string())),
+                },
+            };
+            drop(permit);
+            match outcome {
+                Ok(written) => {
+                    let mut results = written.data.results.into_iter();
+                    for reply in replies {
+                        let result = results.next().unwrap_or_else(|| {
+                            (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
+                        });
+                        // The caller may have timed out and gone: nothing to tell it then.
+                        let _ = reply.send(result.0.map(|r| (r, result.1)));
                     }
-                    RaftError::Fatal(_) => Error::Stopped,
-                };
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                }
+                Err(error) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
                 }
             }
-        }
+        });
     }
 }
 
