@@ -29,7 +29,6 @@
 //! hang and fails the test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +38,9 @@ use openraft::ServerState;
 use store::raft::{LinkFault, LinkFaults};
 use store::server::{RunningStore, StoreConfig, StoreNode};
 use tempfile::TempDir;
+
+mod common;
+use common::{bounded, free_ports, poll};
 
 const MEMBERS: usize = 3;
 const HEARTBEAT: Duration = Duration::from_millis(50);
@@ -76,36 +78,6 @@ struct Cluster {
     members: Vec<Member>,
     faults: Arc<LinkFaults>,
     _root: TempDir,
-}
-
-/// `n` distinct free loopback ports: all bound at once (so they differ), then released.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// Runs `fut`, failing the test if it does not finish within `bound` (a hang).
-async fn bounded<T>(what: &str, bound: Duration, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(bound, fut).await {
-        Ok(t) => t,
-        Err(_) => panic!("{what}: no answer within {bound:?} (hang)"),
-    }
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, failing with `what` after `timeout`.
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 impl Cluster {

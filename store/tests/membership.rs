@@ -16,7 +16,6 @@
 //!
 //! Every wait is a bounded poll; every client call is bounded by [`CALL_BOUND`].
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,9 @@ use store::pb::etcdserverpb::MemberListRequest;
 use store::server::{member_id, ClusterState, RunningStore, StoreConfig, StoreNode};
 use tempfile::TempDir;
 
+mod common;
+use common::{bounded, free_ports, poll};
+
 const HEARTBEAT: Duration = Duration::from_millis(50);
 const ELECTION: Duration = Duration::from_millis(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,36 +38,6 @@ const CALL_BOUND: Duration = Duration::from_secs(8);
 /// Bound on a cluster electing a leader, a member catching up, a publish landing.
 const SETTLE: Duration = Duration::from_secs(20);
 const TOKEN: &str = "membership-test";
-
-/// Runs `fut`, failing the test if it does not finish within `bound` (a hang).
-async fn bounded<T>(what: &str, bound: Duration, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(bound, fut).await {
-        Ok(t) => t,
-        Err(_) => panic!("{what}: no answer within {bound:?} (hang)"),
-    }
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, failing with `what` after `timeout`.
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// `n` distinct free loopback ports: all bound at once (so they differ), then released.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
 
 fn status_of(e: etcd_client::Error) -> tonic::Status {
     match e {

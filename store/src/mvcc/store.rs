@@ -133,14 +133,6 @@ impl<E: Engine> Mvcc<E> {
         Ok(Self { engine, state: RwLock::new(state), apply_lock: Mutex::new(()) })
     }
 
-    /// Rebuilds memory from the engine in place, e.g. after a raft snapshot replaced its contents.
-    pub fn reload(&self) -> Result<()> {
-        let _serial = self.apply_lock.lock().expect("mvcc apply lock poisoned");
-        let state = load(&*self.engine)?;
-        *self.write() = state;
-        Ok(())
-    }
-
     /// The engine this store reads and writes.
     pub fn engine(&self) -> &Arc<E> {
         &self.engine
