@@ -45,6 +45,15 @@ enum Command {
     Run,
 }
 
+/// Prints a line to stdout, ignoring a closed pipe (`chaos check ... | head`): the reader has
+/// all it wanted, and a panic would only hide the verdict's exit code.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run => {
@@ -65,7 +74,7 @@ fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    println!("unknown: could not check: {e}");
+                    out!("unknown: could not check: {e}");
                     ExitCode::from(4)
                 }
             }
@@ -87,20 +96,20 @@ fn check(dir: &Path, budget: &Budget) -> chaos::Result<ExitCode> {
                 report.operations, report.searched, report.steps, report.elapsed
             );
             match &report.verdict {
-                Verdict::Valid => println!("key {:?}: linearizable ({effort})", report.key),
+                Verdict::Valid => out!("key {:?}: linearizable ({effort})", report.key),
                 Verdict::Invalid {
                     key,
                     minimal_subhistory,
                     explanation,
                 } => {
                     let explanation = explanation.replace('\n', "\n    ");
-                    println!("key {key:?}: NOT LINEARIZABLE ({effort})\n    {explanation}");
-                    println!(
+                    out!("key {key:?}: NOT LINEARIZABLE ({effort})\n    {explanation}");
+                    out!(
                         "  minimal sub-history ({} records):",
                         minimal_subhistory.len()
                     );
                     for r in minimal_subhistory {
-                        println!(
+                        out!(
                             "    {}",
                             serde_json::to_string(r).expect("records serialize")
                         );
@@ -108,7 +117,7 @@ fn check(dir: &Path, budget: &Budget) -> chaos::Result<ExitCode> {
                     invalid.push(format!("key {key:?} not linearizable"));
                 }
                 Verdict::Unknown { key, reason } => {
-                    println!("key {key:?}: unknown ({reason})");
+                    out!("key {key:?}: unknown ({reason})");
                     unknown.push(format!("key {key:?}: {reason}"));
                 }
             }
@@ -125,15 +134,15 @@ fn check(dir: &Path, budget: &Budget) -> chaos::Result<ExitCode> {
                 report.events, report.sessions, report.unverifiable
             );
             if report.anomalies.is_empty() {
-                println!("watcher {:?}: ok ({summary})", report.watcher);
+                out!("watcher {:?}: ok ({summary})", report.watcher);
             } else {
-                println!(
+                out!(
                     "watcher {:?}: {} ANOMALIES ({summary})",
                     report.watcher,
                     report.anomalies.len()
                 );
                 for a in &report.anomalies {
-                    println!("  {a}");
+                    out!("  {a}");
                 }
                 invalid.push(format!(
                     "watcher {:?} has {} anomalies",
@@ -145,7 +154,7 @@ fn check(dir: &Path, budget: &Budget) -> chaos::Result<ExitCode> {
     }
 
     if !checked_anything {
-        println!(
+        out!(
             "unknown: nothing to check in {} (no *.jsonl, no watch/)",
             dir.display()
         );
@@ -155,13 +164,13 @@ fn check(dir: &Path, budget: &Budget) -> chaos::Result<ExitCode> {
         if !unknown.is_empty() {
             invalid.push(format!("and {} key(s) unknown", unknown.len()));
         }
-        println!("INVALID: {}", invalid.join("; "));
+        out!("INVALID: {}", invalid.join("; "));
         ExitCode::from(1)
     } else if !unknown.is_empty() {
-        println!("unknown: {}", unknown.join("; "));
+        out!("unknown: {}", unknown.join("; "));
         ExitCode::from(3)
     } else {
-        println!("valid");
+        out!("valid");
         ExitCode::SUCCESS
     })
 }
