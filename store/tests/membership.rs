@@ -585,3 +585,90 @@ async fn move_leader_under_steady_writes_never_elects_a_third_member() {
     bounded("move-leader when quiet", CALL_BOUND, lc.move_leader(c.members[to].id)).await.expect("move-leader");
     assert_eq!(c.leader().await, to);
 }
+
+/// Adding and removing members while clients write loses no acknowledged write: every
+/// remaining member ends with every acknowledged value and the same HashKV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_changes_under_write_load_lose_no_acknowledged_write() {
+    let mut c = Cluster::start(3).await;
+    let leaving = c.follower(&[]).await;
+    let staying: Vec<usize> = (0..3).filter(|i| *i != leaving).collect();
+
+    // Four writers on the members that stay, each with its own keys, until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let mut client = c.members[staying[w % staying.len()]].client().await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let (key, value) = (format!("load/{w}/{n}"), format!("v{n}"));
+                n += 1;
+                // A failed or timed-out put is allowed (its outcome is unknown); only
+                // acknowledged ones are checked.
+                if let Ok(Ok(_)) = tokio::time::timeout(CALL_BOUND, client.put(key.as_str(), value.as_str(), None)).await {
+                    acked.push((key, value));
+                }
+            }
+            acked
+        }));
+    }
+
+    // Add a voter while the load runs; it is promoted once in sync.
+    let mut admin = c.members[staying[0]].client().await;
+    let new = c.prepare("m3");
+    bounded("member add", CALL_BOUND, admin.member_add([new.peer_url.as_str()], None)).await.expect("member add");
+    let added = c.start_added(new).await;
+    let added_id = c.members[added].id;
+    poll("the added member promoted to voter", SETTLE, || async {
+        let leader = c.leader().await;
+        let voters: Vec<u64> = c.members[leader].node().state().membership().membership().voter_ids().collect();
+        voters.contains(&added_id).then_some(())
+    })
+    .await;
+
+    // Remove a founding member while the load still runs.
+    let leaving_id = c.members[leaving].id;
+    bounded("member remove", CALL_BOUND, admin.member_remove(leaving_id)).await.expect("member remove");
+    c.members[leaving].stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let writes land on the new membership
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    assert!(acked.len() >= 50, "the load was real: only {} acknowledged writes", acked.len());
+
+    // Every remaining member converges to the same revision and hash, with every acked value.
+    let remaining: Vec<usize> = staying.iter().copied().chain([added]).collect();
+    let rev = poll("remaining members at one revision", SETTLE, || async {
+        let revs: Vec<i64> = remaining.iter().map(|i| c.members[*i].node().mvcc().current_revision()).collect();
+        revs.windows(2).all(|w| w[0] == w[1]).then_some(revs[0])
+    })
+    .await;
+    let mut hashes = Vec::new();
+    for &i in &remaining {
+        let mut client = c.members[i].client().await;
+        hashes.push(bounded("hash_kv", CALL_BOUND, client.hash_kv(rev)).await.expect("hash_kv").hash());
+        let got = bounded(
+            "read the load back",
+            CALL_BOUND,
+            client.get("load/", Some(GetOptions::new().with_prefix().with_serializable())),
+        )
+        .await
+        .expect("get");
+        let stored: std::collections::HashMap<&[u8], &[u8]> = got.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();
+        for (key, value) in &acked {
+            assert_eq!(
+                stored.get(key.as_bytes()).copied(),
+                Some(value.as_bytes()),
+                "{key} acknowledged but missing or different on {}",
+                c.members[i].config.name
+            );
+        }
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV at {rev} differs: {hashes:?}");
+}
