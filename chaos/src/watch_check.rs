@@ -292,6 +292,11 @@ pub fn check_watches(truth: &Truth, watchers: &[Watcher]) -> Result<Vec<WatcherR
     Ok(watchers.iter().map(|w| check_watcher(&index, w)).collect())
 }
 
+/// The event a watcher had got furthest to, as evidence (none before its first event).
+fn furthest_evidence(furthest: &Option<Seen>) -> Vec<Evidence> {
+    furthest.iter().map(|s| Evidence { source: s.evidence.0, event: s.evidence.1.clone() }).collect()
+}
+
 /// Where the watcher stands: the furthest event it has received.
 struct Seen<'a> {
     /// Position in the prefix-filtered truth.
@@ -334,14 +339,7 @@ fn check_watcher(index: &Index<'_>, w: &Watcher) -> WatcherReport {
             events += 1;
             let here = observed(si, j, ev);
             if session.start_revision > 0 && ev.revision < session.start_revision {
-                let mut evidence: Vec<Evidence> = furthest
-                    .as_ref()
-                    .map(|s| Evidence {
-                        source: s.evidence.0,
-                        event: s.evidence.1.clone(),
-                    })
-                    .into_iter()
-                    .collect();
+                let mut evidence = furthest_evidence(&furthest);
                 evidence.push(here);
                 report(
                     AnomalyKind::WentBack,
@@ -441,14 +439,7 @@ fn check_watcher(index: &Index<'_>, w: &Watcher) -> WatcherReport {
                 None => pos,
             };
             if pos > expected {
-                let mut evidence: Vec<Evidence> = furthest
-                    .as_ref()
-                    .map(|s| Evidence {
-                        source: s.evidence.0,
-                        event: s.evidence.1.clone(),
-                    })
-                    .into_iter()
-                    .collect();
+                let mut evidence = furthest_evidence(&furthest);
                 evidence.push(from_truth(filtered[expected]));
                 evidence.push(here);
                 let missing = pos - expected;
