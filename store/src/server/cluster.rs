@@ -121,8 +121,7 @@ pub async fn change_membership(node: &Arc<StoreNode>, change: Change) -> Result<
             Leader::Me => change_membership_local(node, change.clone()).await,
             Leader::Peer(leader_id, leader) => {
                 let mut client = node.peer(leader_id, &leader).await?;
-                let mut call = Request::new(MembershipChange { change: Some(change.clone()) });
-                call.set_timeout(node.config().request_timeout);
+                let call = node.forwarded(MembershipChange { change: Some(change.clone()) });
                 let reply = client.change_membership(call).await.map_err(forward::unreachable)?;
                 from_reply(reply.into_inner())
             }

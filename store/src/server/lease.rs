@@ -59,7 +59,7 @@ async fn keep_alive(node: &StoreNode, id: i64) -> Result<i64, Error> {
         Leader::Peer(leader_id, leader) => {
             let mut client = node.peer(leader_id, &leader).await?;
             let reply = client
-                .lease_keep_alive(LeaseKeepAliveRequest { id })
+                .lease_keep_alive(node.forwarded(LeaseKeepAliveRequest { id }))
                 .await
                 .map_err(super::forward::unreachable)?;
             Ok(reply.into_inner().ttl)
@@ -87,7 +87,7 @@ async fn time_to_live(node: &StoreNode, req: LeaseTimeToLiveRequest) -> Result<L
         }
         Leader::Peer(leader_id, leader) => {
             let mut client = node.peer(leader_id, &leader).await?;
-            let reply = client.lease_time_to_live(req).await.map_err(super::forward::unreachable)?;
+            let reply = client.lease_time_to_live(node.forwarded(req)).await.map_err(super::forward::unreachable)?;
             Ok(reply.into_inner())
         }
     }

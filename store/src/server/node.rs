@@ -228,9 +228,7 @@ impl StoreNode {
             Leader::Me => self.propose_local(request).await?,
             Leader::Peer(leader_id, leader) => {
                 let mut client = self.peer(leader_id, &leader).await?;
-                let mut call = tonic::Request::new(request);
-                call.set_timeout(self.config.request_timeout);
-                let reply = client.propose(call).await.map_err(forward::unreachable)?;
+                let reply = client.propose(self.forwarded(request)).await.map_err(forward::unreachable)?;
                 forward::from_reply(reply.into_inner())?
             }
         };
@@ -297,6 +295,14 @@ impl StoreNode {
         self.peers.get(member)
     }
 
+    /// A request forwarded to the leader, bounded by the request timeout: a leader that stops
+    /// answering on an open connection must not hold the client forever.
+    pub fn forwarded<T>(&self, message: T) -> tonic::Request<T> {
+        let mut call = tonic::Request::new(message);
+        call.set_timeout(self.config.request_timeout);
+        call
+    }
+
     /// Waits until this member's state reflects every write committed before the call
     /// (linearizable read, through the leader's read index), unless `serializable` allows a
     /// member-local read.
@@ -309,9 +315,7 @@ impl StoreNode {
             Leader::Me => self.read_index_local().await?,
             Leader::Peer(leader_id, leader) => {
                 let mut client = self.peer(leader_id, &leader).await?;
-                let mut call = tonic::Request::new(ReadIndexRequest {});
-                call.set_timeout(self.config.request_timeout);
-                let reply = client.read_index(call).await.map_err(forward::unreachable)?;
+                let reply = client.read_index(self.forwarded(ReadIndexRequest {})).await.map_err(forward::unreachable)?;
                 reply.into_inner().index
             }
         };
