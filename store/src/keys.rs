@@ -37,7 +37,8 @@ impl Cf {
     pub const STATE_MACHINE: [Cf; 3] = [Cf::Kv, Cf::Meta, Cf::Lease];
 }
 
-/// `Meta`: the last raft log id applied to the state machine.
+/// `Meta`: apply progress: the last raft entry applied completely, and how far into a
+/// partly applied entry (see `raft::state_machine::Progress`).
 pub const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// `Meta`: the last membership config applied.
 pub const META_MEMBERSHIP: &[u8] = b"membership";

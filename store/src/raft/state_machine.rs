@@ -1,7 +1,8 @@
-//! The replicated state machine: decodes each committed entry and lets [`Mvcc`] apply it, with
-//! the entry's log id recorded in the same engine write batch. A crash therefore never applies an
-//! entry twice or skips one: on restart, openraft re-applies exactly the entries after the
-//! recorded `last_applied`.
+//! The replicated state machine: decodes each committed entry (a batch of requests) and lets
+//! [`Mvcc`] apply each request, with the apply progress recorded in that request's engine write
+//! batch. A crash therefore never applies a request twice or skips one: on restart, openraft
+//! re-applies the entries after the last complete one, and a partly applied entry resumes after
+//! its last written request (see [`Progress`]).
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
@@ -122,11 +123,11 @@ impl<E: Engine> StateMachine<E> {
     /// Opens the state machine stored in `engine`.
     pub fn open(engine: Arc<E>) -> Result<Self> {
         let mvcc = Arc::new(Mvcc::open(engine.clone())?);
-        let last_applied = read_progress(&*engine)?;
+        let progress = read_progress(&*engine)?;
         let membership: StoredMembership = read_meta(&*engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let handle =
-            Arc::new(StateMachineHandle { mvcc: RwLock::new(mvcc), applied: Mutex::new((last_applied, membership)), events });
+            Arc::new(StateMachineHandle { mvcc: RwLock::new(mvcc), applied: Mutex::new((progress, membership)), events });
         Ok(Self { engine, handle })
     }
 
@@ -215,10 +216,10 @@ impl<E: Engine> StateMachine<E> {
         let batch = parse_snapshot(data)?;
         self.engine.write(batch, true)?;
         let mvcc = Arc::new(Mvcc::open(self.engine.clone())?);
-        let last_applied = read_progress(&*self.engine)?;
+        let progress = read_progress(&*self.engine)?;
         let membership: StoredMembership = read_meta(&*self.engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         *self.handle.mvcc.write().expect("mvcc lock poisoned") = mvcc;
-        *self.handle.applied.lock().expect("applied lock poisoned") = (last_applied, membership);
+        *self.handle.applied.lock().expect("applied lock poisoned") = (progress, membership);
         // No receivers is fine: nobody is watching.
         let _ = self.handle.events.send(Arc::new(AppliedEvents::Replaced));
         Ok(())
