@@ -294,7 +294,13 @@ pub fn check_watches(truth: &Truth, watchers: &[Watcher]) -> Result<Vec<WatcherR
 
 /// The event a watcher had got furthest to, as evidence (none before its first event).
 fn furthest_evidence(furthest: &Option<Seen>) -> Vec<Evidence> {
-    furthest.iter().map(|s| Evidence { source: s.evidence.0, event: s.evidence.1.clone() }).collect()
+    furthest
+        .iter()
+        .map(|s| Evidence {
+            source: s.evidence.0,
+            event: s.evidence.1.clone(),
+        })
+        .collect()
 }
 
 /// Where the watcher stands: the furthest event it has received.

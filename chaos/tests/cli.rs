@@ -135,11 +135,3 @@ fn nothing_to_check_is_not_valid() {
     assert_ne!(out.status.code(), Some(0));
     assert!(last_line(&out).starts_with("unknown: "));
 }
-
-#[test]
-fn run_is_not_implemented_and_says_so() {
-    let out = chaos(&["run"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
-    assert!(out.stdout.is_empty());
-}
