@@ -58,6 +58,10 @@ pub struct PutResult {
     pub latency: Summary,
     /// Why the phase did not complete (timeout, error); `None` when all puts succeeded.
     pub failure: Option<String>,
+    /// CPU time (user + system) all members spent per completed put, in microseconds: the
+    /// cost of a write, which load from other processes on the machine does not distort as
+    /// much as it distorts rates and latencies.
+    pub member_cpu_us_per_put: Option<f64>,
 }
 
 /// Result of a watch phase.
@@ -551,8 +555,19 @@ pub async fn run_suite(
     counts: &SuiteCounts,
     cfg: &LoadConfig,
     progress: &dyn Fn(&str),
+    member_cpu_secs: &dyn Fn() -> Option<f64>,
 ) -> SuiteResult {
+    // Warm-up puts are counted in the CPU time too; they are few next to the measured ones.
+    let with_cpu = |mut result: PutResult, before: Option<f64>| {
+        if let (Some(before), Some(after)) = (before, member_cpu_secs()) {
+            if result.completed > 0 {
+                result.member_cpu_us_per_put = Some((after - before) * 1e6 / result.completed as f64);
+            }
+        }
+        result
+    };
     progress(&format!("sequential puts: {}", counts.sequential_puts));
+    let before = member_cpu_secs();
     let sequential = puts(
         endpoints,
         "/bench/seq/",
@@ -562,6 +577,7 @@ pub async fn run_suite(
         cfg,
     )
     .await;
+    let sequential = with_cpu(sequential, before);
     let mut throughput = Vec::new();
     for &c in &counts.throughput_clients {
         progress(&format!(
@@ -570,7 +586,9 @@ pub async fn run_suite(
         ));
         let p = format!("/bench/put{c}/");
         let w = format!("/bench/warmup/put{c}/");
-        throughput.push(puts(endpoints, &p, &w, counts.throughput_puts, c, cfg).await);
+        let before = member_cpu_secs();
+        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg).await;
+        throughput.push(with_cpu(result, before));
     }
     progress(&format!("watch: 1 watcher, {} puts", counts.watch_puts));
     let watch_single = watch(

@@ -232,7 +232,7 @@ async fn bench_one(
             eps.join(" ")
         ));
     }
-    let suite = load::run_suite(&eps, counts, cfg, &|m| progress(&format!("{name}: {m}"))).await;
+    let suite = load::run_suite(&eps, counts, cfg, &|m| progress(&format!("{name}: {m}")), &|| cluster.cpu_secs()).await;
     rep.suite = Some(suite);
     if let Some(exit) = cluster.exited_member() {
         rep.error = Some(format!("{exit}\n{}", cluster.describe_logs()));

@@ -141,6 +141,12 @@ pub fn rows(
             Better::Lower,
             Box::new(move |r| put_cell(r, pick, |p| p.latency.p99_ms)),
         ));
+        defs.push((
+            format!("put x{c} clients member CPU/put"),
+            "us",
+            Better::Lower,
+            Box::new(move |r| put_cell(r, pick, |p| p.member_cpu_us_per_put.unwrap_or(f64::NAN))),
+        ));
     }
     for (label, pick) in [
         (
