@@ -14,6 +14,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
+use super::coalesce::Coalesced;
 use super::config::{ClusterState, StoreConfig};
 use super::forward::{self, PeerClients};
 use super::lessor::Lessor;
@@ -59,6 +60,10 @@ pub struct StoreNode {
     sm: Arc<StateMachineHandle<RocksEngine>>,
     lessor: Lessor,
     proposals: mpsc::Sender<Proposal>,
+    /// This member's linearizable reads share read indexes.
+    read_index: Coalesced<u64>,
+    /// As the leader: its own reads and followers' read index requests share confirmations.
+    leader_read_index: Coalesced<u64>,
     stopping: watch::Sender<bool>,
     peers: PeerClients,
     /// Held while a membership change (or a leadership transfer) runs on the leader: openraft
@@ -144,7 +149,14 @@ impl StoreNode {
 
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(batch_proposals(raft.clone(), queue));
-        let node = Arc::new(Self {
+        let timeout = config.request_timeout;
+        let leader_raft = raft.clone();
+        let node = Arc::new_cyclic(|node: &Weak<Self>| Self {
+            leader_read_index: Coalesced::start(move || confirm_leadership(leader_raft.clone(), timeout)),
+            read_index: Coalesced::start({
+                let node = node.clone();
+                move || member_read_index(node.clone())
+            }),
             config,
             id,
             cluster_id,
@@ -311,14 +323,7 @@ impl StoreNode {
         if serializable {
             return Ok(());
         }
-        let index = match self.leader().await? {
-            Leader::Me => self.read_index_local().await?,
-            Leader::Peer(leader_id, leader) => {
-                let mut client = self.peer(leader_id, &leader).await?;
-                let reply = client.read_index(self.forwarded(ReadIndexRequest {})).await.map_err(forward::unreachable)?;
-                reply.into_inner().index
-            }
-        };
+        let index = self.read_index.call().await?;
         self.raft
             .wait(Some(self.config.request_timeout))
             .applied_index_at_least(Some(index), "read index")
@@ -332,18 +337,9 @@ impl StoreNode {
 
     /// The leader's read index: confirms leadership with a quorum (so no newer leader can have
     /// committed anything) and returns the commit index a linearizable read must see applied.
+    /// Concurrent callers share one confirmation round (see [`Coalesced`]).
     pub async fn read_index_local(&self) -> Result<u64> {
-        let checked = tokio::time::timeout(self.config.request_timeout, self.raft.get_read_log_id())
-            .await
-            .map_err(|_| Error::Timeout)?;
-        match checked {
-            Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::LeaderChanged),
-            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
-        }
+        self.leader_read_index.call().await
     }
 
     /// Serializes membership changes and leadership transfers on this member; `Timeout` if
@@ -436,6 +432,34 @@ impl StoreNode {
         self.begin_shutdown();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// One leadership confirmation by a quorum: the read index every read queued before it
+/// started may use.
+async fn confirm_leadership(raft: Raft, timeout: Duration) -> Result<u64> {
+    let checked = tokio::time::timeout(timeout, raft.get_read_log_id()).await.map_err(|_| Error::Timeout)?;
+    match checked {
+        Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(if f.leader_id.is_some() { Error::NotLeader } else { Error::NoLeader })
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::LeaderChanged),
+        Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+    }
+}
+
+/// The read index for this member's linearizable reads: its own confirmation when it leads,
+/// else the leader's, asked once for every read queued on this member meanwhile.
+async fn member_read_index(node: Weak<StoreNode>) -> Result<u64> {
+    let node = node.upgrade().ok_or(Error::Stopped)?;
+    match node.leader().await? {
+        Leader::Me => node.read_index_local().await,
+        Leader::Peer(leader_id, leader) => {
+            let mut client = node.peer(leader_id, &leader).await?;
+            let reply = client.read_index(node.forwarded(ReadIndexRequest {})).await.map_err(forward::unreachable)?;
+            Ok(reply.into_inner().index)
         }
     }
 }
