@@ -12,7 +12,7 @@
 //! - `removed_follower_stops_serving_and_the_cluster_keeps_writing`, and
 //!   `removing_the_leader_leaves_the_rest_serving`;
 //! - `updated_peer_urls_are_used_after_the_member_moves`;
-//! - `move_leader_hands_leadership_to_the_target`.
+//! - `move_leader_hands_leadership_to_the_target`, also under a steady write load.
 //!
 //! Every wait is a bounded poll; every client call is bounded by [`CALL_BOUND`].
 
@@ -541,49 +541,56 @@ async fn move_leader_hands_leadership_to_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn move_leader_under_steady_writes_never_elects_a_third_member() {
+async fn move_leader_under_steady_writes_moves_it_and_loses_no_write() {
     let c = Cluster::start(3).await;
     let leader = c.leader().await;
     let target = c.follower(&[]).await;
     let other = c.follower(&[target]).await;
-    let other_id = c.members[other].id;
 
-    // A write every 50 ms: entries go out far more often than a leader lease.
+    // A write every 20 ms, to every member in turn: entries go out far more often than a
+    // leader lease, so the transfer must hold them back to find its quiet window.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (stop, mut w) = (stop.clone(), c.members[leader].client().await);
+        let stop = stop.clone();
+        let mut clients = Vec::new();
+        for m in &c.members {
+            clients.push(m.client().await);
+        }
         tokio::spawn(async move {
-            let mut n = 0u64;
+            let (mut acked, mut n) = (Vec::new(), 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = tokio::time::timeout(CALL_BOUND, w.put("load", n.to_string(), None)).await;
+                let w = &mut clients[n as usize % 3];
+                if let Ok(Ok(_)) = tokio::time::timeout(CALL_BOUND, w.put(format!("load/{n}"), n.to_string(), None)).await {
+                    acked.push(n);
+                }
                 n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            n
+            (acked, n)
         })
     };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut lc = c.members[leader].client().await;
-    let moved = bounded("move-leader under load", CALL_BOUND, lc.move_leader(c.members[target].id)).await;
+    bounded("move-leader under load", CALL_BOUND, lc.move_leader(c.members[target].id))
+        .await
+        .expect("move-leader under a steady write load");
+    assert_eq!(c.leader().await, target, "leadership moved to the target, not to {other}");
+    // Writes continue on the new leader.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.await.unwrap();
-    let now = c.leader().await;
-    match moved {
-        // The expected outcome: no quiet window, so nothing changed.
-        Err(e) => {
-            assert_status("move-leader under load", e, tonic::Code::Unavailable, "etcdserver: request timed out");
-            assert_eq!(now, leader, "a refused transfer leaves the leader in place");
-        }
-        // A stall of the writer can open a quiet window: then the target wins.
-        Ok(_) => assert_eq!(now, target),
-    }
-    assert_ne!(c.members[now].id, other_id, "the third member never takes over");
-    assert!(writes > 10, "the writer kept writing ({writes} puts)");
+    let (acked, attempted) = writer.await.unwrap();
+    let after: Vec<_> = acked.iter().filter(|&&n| n >= attempted.saturating_sub(10)).collect();
+    assert!(!after.is_empty(), "writes succeed after the transfer ({} of {attempted} acknowledged)", acked.len());
 
-    // Once the writes stop, the same request succeeds.
-    let mut lc = c.members[now].client().await;
-    let to = if now == target { leader } else { target };
-    bounded("move-leader when quiet", CALL_BOUND, lc.move_leader(c.members[to].id)).await.expect("move-leader");
-    assert_eq!(c.leader().await, to);
+    // Every acknowledged write is on every member.
+    let mut tc = c.members[target].client().await;
+    for n in &acked {
+        let got = tc.get(format!("load/{n}"), None).await.unwrap();
+        assert_eq!(got.kvs().len(), 1, "acknowledged write load/{n} is present");
+    }
+    for m in [leader, other] {
+        wait_value(&c.members[m], &format!("load/{}", acked.last().unwrap()), &acked.last().unwrap().to_string()).await;
+    }
 }
 
 /// Adding and removing members while clients write loses no acknowledged write: every

@@ -60,6 +60,8 @@ pub struct StoreNode {
     sm: Arc<StateMachineHandle<RocksEngine>>,
     lessor: Lessor,
     proposals: mpsc::Sender<Proposal>,
+    /// While true, proposals wait in the queue instead of becoming entries (leader transfer).
+    proposals_paused: watch::Sender<bool>,
     /// This member's linearizable reads share read indexes.
     read_index: Coalesced<u64>,
     /// As the leader: its own reads and followers' read index requests share confirmations.
@@ -148,7 +150,8 @@ impl StoreNode {
         }
 
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(batch_proposals(raft.clone(), queue));
+        let proposals_paused = watch::channel(false).0;
+        tokio::spawn(batch_proposals(raft.clone(), queue, proposals_paused.subscribe()));
         let timeout = config.request_timeout;
         let leader_raft = raft.clone();
         let node = Arc::new_cyclic(|node: &Weak<Self>| Self {
@@ -165,6 +168,7 @@ impl StoreNode {
             sm: handle,
             lessor: Lessor::default(),
             proposals,
+            proposals_paused,
             stopping: watch::channel(false).0,
             peers: PeerClients::default(),
             membership_changes: tokio::sync::Mutex::new(()),
@@ -342,6 +346,14 @@ impl StoreNode {
         self.leader_read_index.call().await
     }
 
+    /// Holds new writes back until the guard is dropped: a leadership transfer needs a window
+    /// without new entries (as etcd's leader stops accepting proposals while it transfers).
+    /// Held writes are proposed afterwards, or answered "leader changed" if leadership moved.
+    pub fn pause_proposals(&self) -> PausedProposals<'_> {
+        self.proposals_paused.send_replace(true);
+        PausedProposals(&self.proposals_paused)
+    }
+
     /// Serializes membership changes and leadership transfers on this member; `Timeout` if
     /// another one holds it longer than a request may wait.
     pub async fn lock_membership(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
@@ -436,6 +448,15 @@ impl StoreNode {
     }
 }
 
+/// Proposals stay paused while this lives (see [`StoreNode::pause_proposals`]).
+pub struct PausedProposals<'a>(&'a watch::Sender<bool>);
+
+impl Drop for PausedProposals<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
+}
+
 /// One leadership confirmation by a quorum: the read index every read queued before it
 /// started may use.
 async fn confirm_leadership(raft: Raft, timeout: Duration) -> Result<u64> {
@@ -473,9 +494,12 @@ async fn member_read_index(node: Weak<StoreNode>) -> Result<u64> {
 /// flight used 270-300 µs of member CPU per put at 16 clients against 345 µs with four, and
 /// raised throughput 15-50 % (`benches store --members 3`, member CPU/put rows). A single
 /// voter measured the same way in the first place (openraft 0.9 fsyncs once per entry).
-async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut paused: watch::Receiver<bool>) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(1));
     while let Some(first) = queue.recv().await {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let mut bytes = first.size;
         let mut batch = vec![first];
