@@ -8,6 +8,7 @@
 //! - `added_voter_joins_catches_up_and_counts_in_the_quorum`: MemberAdd through a follower, the
 //!   new member starts with `existing`, catches up, is promoted automatically and its vote is
 //!   needed once a founding member is down;
+//! - `added_voter_is_promoted_by_the_next_leader`: the promotion survives a leader change;
 //! - `learner_promotion_and_refused_changes`: promote rules and etcd's error codes/messages;
 //! - `removed_follower_stops_serving_and_the_cluster_keeps_writing`, and
 //!   `removing_the_leader_leaves_the_rest_serving`;
@@ -330,6 +331,28 @@ async fn added_voter_joins_catches_up_and_counts_in_the_quorum() {
     let leader = c.leader().await;
     let matched = c.members[leader].node().raft().metrics().borrow().replication.clone().unwrap();
     assert!(matched.get(&c.members[n].id).copied().flatten().is_some(), "the leader replicates to m3: {matched:?}");
+}
+
+/// The promotion of a member added as a voter survives a leader change: the next leader
+/// promotes it (the intent is part of the membership).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn added_voter_is_promoted_by_the_next_leader() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let mut lc = c.members[leader].client().await;
+    let new = c.prepare("m3");
+    bounded("member add", CALL_BOUND, lc.member_add([new.peer_url.as_str()], None)).await.expect("member add");
+
+    // Leadership moves before the new member has even started.
+    let next = c.follower(&[]).await;
+    bounded("move-leader", CALL_BOUND, lc.move_leader(c.members[next].id)).await.expect("move-leader");
+    assert_eq!(c.leader().await, next);
+
+    let n = c.start_added(new).await;
+    let want = c.expected(&[0, 1, 2, n], &[]);
+    for i in 0..4 {
+        c.wait_listed(i, &want).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -138,7 +138,7 @@ impl StoreNode {
                 .initial_cluster
                 .iter()
                 .map(|(name, url)| {
-                    let m = Member { name: name.clone(), peer_urls: vec![url.clone()], client_urls: vec![] };
+                    let m = Member { name: name.clone(), peer_urls: vec![url.clone()], ..Default::default() };
                     (super::config::member_id(url, &config.initial_cluster_token), m)
                 })
                 .collect();
@@ -177,6 +177,7 @@ impl StoreNode {
             last_leader_contact: Mutex::new(Instant::now()),
         });
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
+        tokio::spawn(super::cluster::promote_added_voters(Arc::downgrade(&node)));
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
         tokio::spawn(watch_membership(Arc::downgrade(&node)));
         Ok(node)
