@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 use super::coalesce::Coalesced;
 use super::config::{ClusterState, StoreConfig};
-use super::forward::{self, PeerClients};
+use super::forward;
 use super::lessor::Lessor;
 use crate::engine::{Engine, RocksEngine, WriteBatch};
 use crate::keys::{self, Cf};
@@ -27,7 +27,7 @@ use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::{
     internal_request, membership_change, ClusterInfoRequest, InternalBatch, InternalRequest, ReadIndexRequest,
 };
-use crate::raft::{Command, LogStore, Member, Network, NodeId, Raft, StateMachine, StateMachineHandle};
+use crate::raft::{Command, LogStore, Member, Network, NodeId, PeerClients, Raft, StateMachine, StateMachineHandle};
 use crate::{Error, Result};
 
 /// Who does leader-only work for this member.
@@ -67,7 +67,7 @@ pub struct StoreNode {
     /// As the leader: its own reads and followers' read index requests share confirmations.
     leader_read_index: Coalesced<u64>,
     stopping: watch::Sender<bool>,
-    peers: PeerClients,
+    peers: Arc<PeerClients>,
     /// Held while a membership change (or a leadership transfer) runs on the leader: openraft
     /// refuses a change while another is uncommitted, so changes queue here instead.
     membership_changes: tokio::sync::Mutex<()>,
@@ -119,7 +119,8 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| Error::InvalidArgument(format!("raft config: {e}")))?;
-        let network = Network { from: id, faults: config.faults.clone() };
+        let peers = Arc::new(PeerClients::default());
+        let network = Network { from: id, faults: config.faults.clone(), peers: peers.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, LogStore::new(engine.clone()), sm)
             .await
             .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
@@ -170,7 +171,7 @@ impl StoreNode {
             proposals,
             proposals_paused,
             stopping: watch::channel(false).0,
-            peers: PeerClients::default(),
+            peers,
             membership_changes: tokio::sync::Mutex::new(()),
             ready: watch::channel(!joining).0,
             removed: watch::channel(false).0,
@@ -309,7 +310,7 @@ impl StoreNode {
         if let Some(faults) = &self.config.faults {
             faults.pass(self.id, id).await.map_err(|_| Error::LeaderChanged)?;
         }
-        self.peers.get(member)
+        forward::client(&self.peers, member)
     }
 
     /// A request forwarded to the leader, bounded by the request timeout: a leader that stops
@@ -629,7 +630,7 @@ async fn join_cluster_id(config: &StoreConfig, id: NodeId) -> Result<u64> {
     loop {
         for url in &peers {
             let member = Member { peer_urls: vec![url.to_string()], ..Default::default() };
-            let mut client = clients.get(&member)?;
+            let mut client = forward::client(&clients, &member)?;
             let mut call = tonic::Request::new(ClusterInfoRequest {});
             call.set_timeout(Duration::from_secs(1));
             match client.cluster_info(call).await {
