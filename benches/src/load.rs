@@ -129,16 +129,30 @@ async fn connect(endpoints: &[String]) -> Result<Client, String> {
     }
 }
 
-/// Put with a bound; `Err` carries a message.
-async fn put_bounded(
+/// What a load phase sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Puts of `cfg.value_size` bytes.
+    Put,
+    /// Linearizable (default consistency) gets of one key each.
+    Get,
+}
+
+/// One request with a bound; `Err` carries a message.
+async fn request_bounded(
     client: &mut Client,
+    request: Request,
     key: String,
     value: Vec<u8>,
     deadline: Instant,
 ) -> Result<(), String> {
-    match tokio::time::timeout_at(deadline, client.put(key, value, None)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("put: {e}")),
+    let outcome = match request {
+        Request::Put => tokio::time::timeout_at(deadline, client.put(key, value, None)).await.map(|r| r.map(|_| ())),
+        Request::Get => tokio::time::timeout_at(deadline, client.get(key, None)).await.map(|r| r.map(|_| ())),
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{request:?}: {e}")),
         Err(_) => Err("phase deadline reached".into()),
     }
 }
@@ -151,6 +165,9 @@ async fn put_bounded(
 /// With several members: in per-client mode worker `w` talks to member `w mod n`, and a
 /// single worker rotates its puts over all members; in shared mode the one connection is
 /// etcd-client's balanced channel over every endpoint.
+///
+/// With `Request::Get` the workers read (linearizably) the keys `0..total` under `prefix`
+/// instead; the warm-up still puts.
 pub async fn puts(
     endpoints: &[String],
     prefix: &str,
@@ -158,6 +175,7 @@ pub async fn puts(
     total: u64,
     clients: usize,
     cfg: &LoadConfig,
+    request: Request,
 ) -> PutResult {
     let clients = clients.max(1);
     let mut result = PutResult {
@@ -211,8 +229,14 @@ pub async fn puts(
             let mut failure = None;
             for j in 0..warm_each as u64 {
                 let client = &mut mine[j as usize % n];
-                if let Err(e) =
-                    put_bounded(client, key(&warm_prefix, j), value.clone(), deadline).await
+                if let Err(e) = request_bounded(
+                    client,
+                    Request::Put,
+                    key(&warm_prefix, j),
+                    value.clone(),
+                    deadline,
+                )
+                .await
                 {
                     failure = Some(format!("warm-up {e}"));
                     break;
@@ -229,7 +253,9 @@ pub async fn puts(
                     }
                     let client = &mut mine[i as usize % n];
                     let t = Instant::now();
-                    match put_bounded(client, key(&prefix, i), value.clone(), deadline).await {
+                    match request_bounded(client, request, key(&prefix, i), value.clone(), deadline)
+                        .await
+                    {
                         Ok(()) => lat.push(t.elapsed()),
                         Err(e) => {
                             failure = Some(e);
@@ -264,7 +290,7 @@ pub async fn puts(
     result.latency = summarize(&mut all);
     if result.failure.is_none() && result.completed != total {
         result.failure = Some(format!(
-            "only {} of {total} puts completed",
+            "only {} of {total} requests completed",
             result.completed
         ));
     }
@@ -412,8 +438,9 @@ pub async fn watch(
 
     // Warm-up: writer puts outside the watched prefix.
     for j in 0..cfg.warmup as u64 {
-        if let Err(e) = put_bounded(
+        if let Err(e) = request_bounded(
             &mut writers[j as usize % members],
+            Request::Put,
             key(warm_prefix, j),
             value.clone(),
             phase_deadline,
@@ -461,7 +488,7 @@ pub async fn watch(
     for i in 0..puts {
         issued[i as usize] = Some(Instant::now());
         let writer = &mut writers[i as usize % members];
-        match put_bounded(writer, key(prefix, i), value.clone(), phase_deadline).await {
+        match request_bounded(writer, Request::Put, key(prefix, i), value.clone(), phase_deadline).await {
             Ok(()) => acked[i as usize] = Some(Instant::now()),
             Err(e) => {
                 result.failure = Some(format!("writer stopped after {i} puts: {e}"));
@@ -545,6 +572,8 @@ pub struct SuiteCounts {
 pub struct SuiteResult {
     pub sequential: PutResult,
     pub throughput: Vec<PutResult>,
+    /// Linearizable gets of the keys the throughput phase of the same client count wrote.
+    pub reads: Vec<PutResult>,
     pub watch_single: WatchResult,
     pub watch_fanout: WatchResult,
 }
@@ -575,6 +604,7 @@ pub async fn run_suite(
         counts.sequential_puts,
         1,
         cfg,
+        Request::Put,
     )
     .await;
     let sequential = with_cpu(sequential, before);
@@ -587,8 +617,17 @@ pub async fn run_suite(
         let p = format!("/bench/put{c}/");
         let w = format!("/bench/warmup/put{c}/");
         let before = member_cpu_secs();
-        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg).await;
+        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg, Request::Put).await;
         throughput.push(with_cpu(result, before));
+    }
+    let mut reads = Vec::new();
+    for &c in &counts.throughput_clients {
+        progress(&format!("linearizable gets: {} gets, {c} clients", counts.throughput_puts));
+        let p = format!("/bench/put{c}/");
+        let w = format!("/bench/warmup/get{c}/");
+        let before = member_cpu_secs();
+        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg, Request::Get).await;
+        reads.push(with_cpu(result, before));
     }
     progress(&format!("watch: 1 watcher, {} puts", counts.watch_puts));
     let watch_single = watch(
@@ -616,6 +655,7 @@ pub async fn run_suite(
     SuiteResult {
         sequential,
         throughput,
+        reads,
         watch_single,
         watch_fanout,
     }
