@@ -462,6 +462,32 @@ async fn removed_follower_stops_serving_and_the_cluster_keeps_writing() {
     let err = RunningStore::start(c.members[gone].config.clone()).await.unwrap_err();
     assert!(err.to_string().contains("permanently removed from the cluster"), "{err}");
     put(&mut client, "k", "still").await;
+
+    // Added again at the same peer URL (so with the same member id) and started on a fresh
+    // data dir, it replays the log, including the entry that removed its previous incarnation,
+    // and must not take that for its own removal.
+    let peer_url = c.members[gone].peer_url.clone();
+    bounded("member add again", CALL_BOUND, client.member_add([peer_url.as_str()], None)).await.expect("member add");
+    let peer_port: u16 = peer_url.rsplit(':').next().unwrap().parse().unwrap();
+    let again = Member::new(
+        &c.root,
+        "again",
+        (free_ports(1)[0], peer_port),
+        &c.initial_with("again", &peer_url),
+        ClusterState::Existing,
+    );
+    assert_eq!(again.id, c.members[gone].id, "same peer URL, same member id");
+    let n = c.start_added(again).await;
+    wait_value(&c.members[n], "k", "still").await;
+    let want = c.expected(&[rest[0], rest[1], n], &[]);
+    for i in [rest[0], rest[1], n] {
+        c.wait_listed(i, &want).await;
+    }
+    let node = c.members[n].node().clone();
+    assert!(!node.is_removed(), "the re-added member took the old removal for its own");
+    let mut ac = c.members[n].client().await;
+    put(&mut ac, "k", "through the re-added member").await;
+    wait_value(&c.members[via], "k", "through the re-added member").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -62,6 +62,8 @@ pub struct StoreNode {
     proposals: mpsc::Sender<Proposal>,
     /// While true, proposals wait in the queue instead of becoming entries (leader transfer).
     proposals_paused: watch::Sender<bool>,
+    /// See [`keys::RAFT_JOINED_AT`] (0 for a founding member).
+    joined_at: u64,
     /// This member's linearizable reads share read indexes.
     read_index: Coalesced<u64>,
     /// As the leader: its own reads and followers' read index requests share confirmations.
@@ -104,7 +106,7 @@ impl StoreNode {
         std::fs::create_dir_all(&db_dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", config.data_dir.display())))?;
         let engine = Arc::new(RocksEngine::open(&db_dir)?);
-        let (id, cluster_id) = identity(&engine, &config).await?;
+        let (id, cluster_id, joined_at) = identity(&engine, &config).await?;
 
         let sm = StateMachine::open(engine.clone())?;
         let handle = sm.handle();
@@ -170,6 +172,7 @@ impl StoreNode {
             lessor: Lessor::default(),
             proposals,
             proposals_paused,
+            joined_at,
             stopping: watch::channel(false).0,
             peers,
             membership_changes: tokio::sync::Mutex::new(()),
@@ -557,21 +560,25 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut pa
 /// Member and cluster ids are fixed on first start and kept in the data dir, so a restart with
 /// different flags cannot silently change them (etcd ignores `--initial-cluster` on restart too).
 /// A member joining an existing cluster takes the cluster id from a peer.
-async fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId, u64)> {
+async fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId, u64, u64)> {
+    let joined_at = match engine.get(Cf::RaftMeta, keys::RAFT_JOINED_AT)? {
+        Some(b) => crate::raft::decode(&b)?,
+        None => 0,
+    };
     if let Some(b) = engine.get(Cf::RaftMeta, keys::RAFT_IDENTITY)? {
-        let ids: (NodeId, u64) = crate::raft::decode(&b)?;
-        return Ok(ids);
+        let (id, cluster_id): (NodeId, u64) = crate::raft::decode(&b)?;
+        return Ok((id, cluster_id, joined_at));
     }
     let id = config.member_id();
-    let cluster_id = match config.initial_cluster_state {
-        ClusterState::New => config.cluster_id(),
-        ClusterState::Existing => join_cluster_id(config, id).await?,
+    let (cluster_id, joined_at) = match config.initial_cluster_state {
+        ClusterState::New => (config.cluster_id(), 0),
+        ClusterState::Existing => join_cluster(config, id).await?,
     };
-    let ids = (id, cluster_id);
     let mut b = WriteBatch::default();
-    b.put(Cf::RaftMeta, keys::RAFT_IDENTITY, crate::raft::encode(&ids));
+    b.put(Cf::RaftMeta, keys::RAFT_IDENTITY, crate::raft::encode(&(id, cluster_id)));
+    b.put(Cf::RaftMeta, keys::RAFT_JOINED_AT, crate::raft::encode(&joined_at));
     engine.write(b, true)?;
-    Ok(ids)
+    Ok((id, cluster_id, joined_at))
 }
 
 /// The leader's lease clock: revokes expired leases through raft.
@@ -606,10 +613,11 @@ fn removed_marker(config: &StoreConfig) -> PathBuf {
     config.data_dir.join("member-removed")
 }
 
-/// Asks the other members of `--initial-cluster` for the cluster this member joins: its id,
-/// once one of them lists this member (MemberAdd must have come first). Retries for twice the
-/// request timeout, since a follower may not have applied the MemberAdd yet.
-async fn join_cluster_id(config: &StoreConfig, id: NodeId) -> Result<u64> {
+/// Asks the other members of `--initial-cluster` for the cluster this member joins: its id and
+/// the log index of the membership that lists this member, once one of them lists it
+/// (MemberAdd must have come first). Retries for twice the request timeout, since a follower
+/// may not have applied the MemberAdd yet.
+async fn join_cluster(config: &StoreConfig, id: NodeId) -> Result<(u64, u64)> {
     let own: Vec<&String> = config
         .initial_cluster
         .iter()
@@ -637,7 +645,7 @@ async fn join_cluster_id(config: &StoreConfig, id: NodeId) -> Result<u64> {
                 Ok(reply) => {
                     let info = reply.into_inner();
                     if info.members.iter().any(|m| m.id == id) {
-                        return Ok(info.cluster_id);
+                        return Ok((info.cluster_id, info.membership_index));
                     }
                     let listed: Vec<String> = info.members.iter().map(|m| m.peer_ur_ls.join(",")).collect();
                     problem = format!("{url} lists the members at {listed:?}, not this one");
@@ -748,20 +756,21 @@ async fn watch_membership(node: Weak<StoreNode>) {
             return;
         }
         let applied = n.sm.membership();
-        let index = applied.log_id().map(|l| l.index);
-        match applied.membership().get_node(&id) {
-            Some(me) => {
-                listed_at = index;
-                if !n.is_ready() && me.name == name {
-                    tracing::info!(member = %me, "caught up with the cluster: serving clients");
+        let index = applied.log_id().map(|l| l.index).unwrap_or(0);
+        let me = applied.membership().get_node(&id);
+        match judge_membership(index, me.is_some(), n.joined_at, listed_at) {
+            MembershipView::Listed => {
+                listed_at = Some(index);
+                if !n.is_ready() && me.is_some_and(|me| me.name == name) {
+                    tracing::info!(member = %me.expect("listed"), "caught up with the cluster: serving clients");
                     n.ready.send_replace(true);
                 }
             }
-            None if listed_at.is_some() && index > listed_at => {
+            MembershipView::Removed => {
                 n.leave("the applied membership no longer lists it").await;
                 return;
             }
-            None => {}
+            MembershipView::NotEvidence => {}
         }
         let leading = n.raft.metrics().borrow().state == ServerState::Leader;
         let silent_for = n.last_leader_contact.lock().expect("leader contact lock poisoned").elapsed();
@@ -780,6 +789,37 @@ async fn watch_membership(node: Weak<StoreNode>) {
         if let Ok(Err(_)) = tokio::time::timeout(silence / 3, metrics.changed()).await {
             return;
         }
+    }
+}
+
+/// What one look at the applied membership says about this member.
+#[derive(Debug, PartialEq, Eq)]
+enum MembershipView {
+    /// It lists this member.
+    Listed,
+    /// It is newer than the last one that listed this member, and does not: removed.
+    Removed,
+    /// Neither: not listed yet (still catching up), or about a previous member with the same
+    /// id (older than the membership this member joined with).
+    NotEvidence,
+}
+
+/// Judges the applied membership at log `index` (`lists_me`: whether it lists this member),
+/// for a member that joined with the membership at `joined_at` (0: a founding member) and was
+/// last listed by the membership at `listed_at`.
+///
+/// Worked example: a member at `http://b:2380` is removed at index 40 and added again at 57
+/// (same URL, same id), and its new incarnation joins with `joined_at = 57`. Replaying the log
+/// it applies the membership of index 12 (lists it: the old incarnation) and of index 40 (does
+/// not): neither is evidence about it. Index 57 lists it; a later one without it means removed.
+fn judge_membership(index: u64, lists_me: bool, joined_at: u64, listed_at: Option<u64>) -> MembershipView {
+    if index < joined_at {
+        return MembershipView::NotEvidence;
+    }
+    match (lists_me, listed_at) {
+        (true, _) => MembershipView::Listed,
+        (false, Some(at)) if index > at => MembershipView::Removed,
+        (false, _) => MembershipView::NotEvidence,
     }
 }
 
@@ -804,4 +844,31 @@ async fn removal_seen_by_peers(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{judge_membership, MembershipView::*};
+
+    #[test]
+    fn a_founding_member_is_removed_by_a_newer_membership_without_it() {
+        assert_eq!(judge_membership(1, true, 0, None), Listed);
+        assert_eq!(judge_membership(5, false, 0, Some(1)), Removed);
+        // A membership not newer than the last that listed it proves nothing.
+        assert_eq!(judge_membership(1, false, 0, Some(1)), NotEvidence);
+        // Never listed yet (a learner still catching up): nothing to conclude.
+        assert_eq!(judge_membership(9, false, 0, None), NotEvidence);
+    }
+
+    #[test]
+    fn a_member_added_again_ignores_its_previous_incarnation() {
+        // The worked example on `judge_membership`.
+        let joined_at = 57;
+        assert_eq!(judge_membership(12, true, joined_at, None), NotEvidence);
+        assert_eq!(judge_membership(40, false, joined_at, None), NotEvidence);
+        // Even had it recorded the old listing, the old removal is no evidence.
+        assert_eq!(judge_membership(40, false, joined_at, Some(12)), NotEvidence);
+        assert_eq!(judge_membership(57, true, joined_at, None), Listed);
+        assert_eq!(judge_membership(80, false, joined_at, Some(57)), Removed);
+    }
 }
