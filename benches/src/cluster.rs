@@ -167,6 +167,21 @@ pub fn mem_of(pid: u32) -> Result<MemStat> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_secs_of(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name (which may contain spaces): utime and stime
+    // are fields 14 and 15 of the whole line, so 12 and 13 after it.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields.get(i).context("short stat")?.parse::<u64>()? as f64)
+    };
+    // The kernel reports these in USER_HZ ticks, 100 per second on Linux.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// Connect options used for every benchmark client, for both servers.
 pub fn connect_options() -> ConnectOptions {
     ConnectOptions::new()
@@ -308,6 +323,11 @@ impl Cluster {
             total.hwm_kib += m.hwm_kib;
         }
         Ok(total)
+    }
+
+    /// CPU time all members have used so far, in seconds (`None` if one cannot be read).
+    pub fn cpu_secs(&self) -> Option<f64> {
+        self.pids().into_iter().map(|pid| cpu_secs_of(pid).ok()).sum()
     }
 
     /// Error text with the tail of each member's log, for failures mid-run.
@@ -483,6 +503,19 @@ mod tests {
         assert_eq!(parse_status_kib(s, "VmRSS"), Some(40960));
         assert_eq!(parse_status_kib(s, "VmHWM"), Some(51234));
         assert_eq!(parse_status_kib(s, "VmSwap"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable_and_grows() {
+        let before = cpu_secs_of(std::process::id()).unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        std::hint::black_box(x);
+        let after = cpu_secs_of(std::process::id()).unwrap();
+        assert!(after > before, "{before} -> {after}");
     }
 
     #[test]

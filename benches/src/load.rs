@@ -58,6 +58,10 @@ pub struct PutResult {
     pub latency: Summary,
     /// Why the phase did not complete (timeout, error); `None` when all puts succeeded.
     pub failure: Option<String>,
+    /// CPU time (user + system) all members spent per completed put, in microseconds: the
+    /// cost of a write, which load from other processes on the machine does not distort as
+    /// much as it distorts rates and latencies.
+    pub member_cpu_us_per_put: Option<f64>,
 }
 
 /// Result of a watch phase.
@@ -125,16 +129,30 @@ async fn connect(endpoints: &[String]) -> Result<Client, String> {
     }
 }
 
-/// Put with a bound; `Err` carries a message.
-async fn put_bounded(
+/// What a load phase sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Puts of `cfg.value_size` bytes.
+    Put,
+    /// Linearizable (default consistency) gets of one key each.
+    Get,
+}
+
+/// One request with a bound; `Err` carries a message.
+async fn request_bounded(
     client: &mut Client,
+    request: Request,
     key: String,
     value: Vec<u8>,
     deadline: Instant,
 ) -> Result<(), String> {
-    match tokio::time::timeout_at(deadline, client.put(key, value, None)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("put: {e}")),
+    let outcome = match request {
+        Request::Put => tokio::time::timeout_at(deadline, client.put(key, value, None)).await.map(|r| r.map(|_| ())),
+        Request::Get => tokio::time::timeout_at(deadline, client.get(key, None)).await.map(|r| r.map(|_| ())),
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{request:?}: {e}")),
         Err(_) => Err("phase deadline reached".into()),
     }
 }
@@ -147,6 +165,9 @@ async fn put_bounded(
 /// With several members: in per-client mode worker `w` talks to member `w mod n`, and a
 /// single worker rotates its puts over all members; in shared mode the one connection is
 /// etcd-client's balanced channel over every endpoint.
+///
+/// With `Request::Get` the workers read (linearizably) the keys `0..total` under `prefix`
+/// instead; the warm-up still puts.
 pub async fn puts(
     endpoints: &[String],
     prefix: &str,
@@ -154,6 +175,7 @@ pub async fn puts(
     total: u64,
     clients: usize,
     cfg: &LoadConfig,
+    request: Request,
 ) -> PutResult {
     let clients = clients.max(1);
     let mut result = PutResult {
@@ -207,8 +229,14 @@ pub async fn puts(
             let mut failure = None;
             for j in 0..warm_each as u64 {
                 let client = &mut mine[j as usize % n];
-                if let Err(e) =
-                    put_bounded(client, key(&warm_prefix, j), value.clone(), deadline).await
+                if let Err(e) = request_bounded(
+                    client,
+                    Request::Put,
+                    key(&warm_prefix, j),
+                    value.clone(),
+                    deadline,
+                )
+                .await
                 {
                     failure = Some(format!("warm-up {e}"));
                     break;
@@ -225,7 +253,9 @@ pub async fn puts(
                     }
                     let client = &mut mine[i as usize % n];
                     let t = Instant::now();
-                    match put_bounded(client, key(&prefix, i), value.clone(), deadline).await {
+                    match request_bounded(client, request, key(&prefix, i), value.clone(), deadline)
+                        .await
+                    {
                         Ok(()) => lat.push(t.elapsed()),
                         Err(e) => {
                             failure = Some(e);
@@ -260,7 +290,7 @@ pub async fn puts(
     result.latency = summarize(&mut all);
     if result.failure.is_none() && result.completed != total {
         result.failure = Some(format!(
-            "only {} of {total} puts completed",
+            "only {} of {total} requests completed",
             result.completed
         ));
     }
@@ -408,8 +438,9 @@ pub async fn watch(
 
     // Warm-up: writer puts outside the watched prefix.
     for j in 0..cfg.warmup as u64 {
-        if let Err(e) = put_bounded(
+        if let Err(e) = request_bounded(
             &mut writers[j as usize % members],
+            Request::Put,
             key(warm_prefix, j),
             value.clone(),
             phase_deadline,
@@ -457,7 +488,7 @@ pub async fn watch(
     for i in 0..puts {
         issued[i as usize] = Some(Instant::now());
         let writer = &mut writers[i as usize % members];
-        match put_bounded(writer, key(prefix, i), value.clone(), phase_deadline).await {
+        match request_bounded(writer, Request::Put, key(prefix, i), value.clone(), phase_deadline).await {
             Ok(()) => acked[i as usize] = Some(Instant::now()),
             Err(e) => {
                 result.failure = Some(format!("writer stopped after {i} puts: {e}"));
@@ -541,6 +572,8 @@ pub struct SuiteCounts {
 pub struct SuiteResult {
     pub sequential: PutResult,
     pub throughput: Vec<PutResult>,
+    /// Linearizable gets of the keys the throughput phase of the same client count wrote.
+    pub reads: Vec<PutResult>,
     pub watch_single: WatchResult,
     pub watch_fanout: WatchResult,
 }
@@ -551,8 +584,19 @@ pub async fn run_suite(
     counts: &SuiteCounts,
     cfg: &LoadConfig,
     progress: &dyn Fn(&str),
+    member_cpu_secs: &dyn Fn() -> Option<f64>,
 ) -> SuiteResult {
+    // Warm-up puts are counted in the CPU time too; they are few next to the measured ones.
+    let with_cpu = |mut result: PutResult, before: Option<f64>| {
+        if let (Some(before), Some(after)) = (before, member_cpu_secs()) {
+            if result.completed > 0 {
+                result.member_cpu_us_per_put = Some((after - before) * 1e6 / result.completed as f64);
+            }
+        }
+        result
+    };
     progress(&format!("sequential puts: {}", counts.sequential_puts));
+    let before = member_cpu_secs();
     let sequential = puts(
         endpoints,
         "/bench/seq/",
@@ -560,8 +604,10 @@ pub async fn run_suite(
         counts.sequential_puts,
         1,
         cfg,
+        Request::Put,
     )
     .await;
+    let sequential = with_cpu(sequential, before);
     let mut throughput = Vec::new();
     for &c in &counts.throughput_clients {
         progress(&format!(
@@ -570,7 +616,18 @@ pub async fn run_suite(
         ));
         let p = format!("/bench/put{c}/");
         let w = format!("/bench/warmup/put{c}/");
-        throughput.push(puts(endpoints, &p, &w, counts.throughput_puts, c, cfg).await);
+        let before = member_cpu_secs();
+        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg, Request::Put).await;
+        throughput.push(with_cpu(result, before));
+    }
+    let mut reads = Vec::new();
+    for &c in &counts.throughput_clients {
+        progress(&format!("linearizable gets: {} gets, {c} clients", counts.throughput_puts));
+        let p = format!("/bench/put{c}/");
+        let w = format!("/bench/warmup/get{c}/");
+        let before = member_cpu_secs();
+        let result = puts(endpoints, &p, &w, counts.throughput_puts, c, cfg, Request::Get).await;
+        reads.push(with_cpu(result, before));
     }
     progress(&format!("watch: 1 watcher, {} puts", counts.watch_puts));
     let watch_single = watch(
@@ -598,6 +655,7 @@ pub async fn run_suite(
     SuiteResult {
         sequential,
         throughput,
+        reads,
         watch_single,
         watch_fanout,
     }

@@ -14,7 +14,9 @@
 //! Phases (each on its own key prefix, each preceded by a warm-up of `--warmup` puts on
 //! other keys, each bounded by `--phase-timeout`):
 //! 1. sequential puts from one client: p50/p99 latency and puts/s;
-//! 2. put throughput at 16 and 64 concurrent workers sharing one fixed total count;
+//! 2. put throughput at 16 and 64 concurrent workers sharing one fixed total count, then
+//!    linearizable gets of those keys at the same concurrency (member CPU per request is
+//!    reported for both: it is less distorted by other load on the machine than rates);
 //! 3. one watcher on a prefix + one writer doing sequential puts: events/s, and latency
 //!    put-acknowledged → event-received matched by key ("ack->event"; etcd usually sends
 //!    the event before the put's response arrives, which counts as 0 ms, so the table also
@@ -232,7 +234,7 @@ async fn bench_one(
             eps.join(" ")
         ));
     }
-    let suite = load::run_suite(&eps, counts, cfg, &|m| progress(&format!("{name}: {m}"))).await;
+    let suite = load::run_suite(&eps, counts, cfg, &|m| progress(&format!("{name}: {m}")), &|| cluster.cpu_secs()).await;
     rep.suite = Some(suite);
     if let Some(exit) = cluster.exited_member() {
         rep.error = Some(format!("{exit}\n{}", cluster.describe_logs()));

@@ -56,16 +56,26 @@ pub struct Row {
 
 type Extract = Box<dyn Fn(&ServerReport) -> Option<Cell>>;
 
-/// `phase`: `None` = the sequential phase, `Some(i)` = the i-th throughput phase.
+/// Which request phase a row reads.
+#[derive(Clone, Copy)]
+enum Phase {
+    Sequential,
+    /// The i-th concurrent put phase.
+    Puts(usize),
+    /// The i-th concurrent linearizable get phase.
+    Gets(usize),
+}
+
 fn put_cell(
     r: &ServerReport,
-    phase: Option<usize>,
+    phase: Phase,
     val: impl Fn(&PutResult) -> f64,
 ) -> Option<Cell> {
     let s = r.suite.as_ref()?;
     let p = match phase {
-        None => &s.sequential,
-        Some(i) => s.throughput.get(i)?,
+        Phase::Sequential => &s.sequential,
+        Phase::Puts(i) => s.throughput.get(i)?,
+        Phase::Gets(i) => s.reads.get(i)?,
     };
     Some(Cell {
         value: Some(val(p)),
@@ -106,23 +116,23 @@ pub fn rows(
             "seq put p50".into(),
             "ms",
             Better::Lower,
-            Box::new(|r| put_cell(r, None, |p| p.latency.p50_ms)),
+            Box::new(|r| put_cell(r, Phase::Sequential, |p| p.latency.p50_ms)),
         ),
         (
             "seq put p99".into(),
             "ms",
             Better::Lower,
-            Box::new(|r| put_cell(r, None, |p| p.latency.p99_ms)),
+            Box::new(|r| put_cell(r, Phase::Sequential, |p| p.latency.p99_ms)),
         ),
         (
             "seq put rate".into(),
             "puts/s",
             Better::Higher,
-            Box::new(|r| put_cell(r, None, |p| p.ops_per_s)),
+            Box::new(|r| put_cell(r, Phase::Sequential, |p| p.ops_per_s)),
         ),
     ];
     for (i, &c) in throughput_clients.iter().enumerate() {
-        let pick = Some(i);
+        let pick = Phase::Puts(i);
         defs.push((
             format!("put x{c} clients rate"),
             "puts/s",
@@ -140,6 +150,33 @@ pub fn rows(
             "ms",
             Better::Lower,
             Box::new(move |r| put_cell(r, pick, |p| p.latency.p99_ms)),
+        ));
+        defs.push((
+            format!("put x{c} clients member CPU/put"),
+            "us",
+            Better::Lower,
+            Box::new(move |r| put_cell(r, pick, |p| p.member_cpu_us_per_put.unwrap_or(f64::NAN))),
+        ));
+    }
+    for (i, &c) in throughput_clients.iter().enumerate() {
+        let pick = Phase::Gets(i);
+        defs.push((
+            format!("get x{c} clients rate"),
+            "gets/s",
+            Better::Higher,
+            Box::new(move |r| put_cell(r, pick, |p| p.ops_per_s)),
+        ));
+        defs.push((
+            format!("get x{c} clients p99"),
+            "ms",
+            Better::Lower,
+            Box::new(move |r| put_cell(r, pick, |p| p.latency.p99_ms)),
+        ));
+        defs.push((
+            format!("get x{c} clients member CPU/get"),
+            "us",
+            Better::Lower,
+            Box::new(move |r| put_cell(r, pick, |p| p.member_cpu_us_per_put.unwrap_or(f64::NAN))),
         ));
     }
     for (label, pick) in [
@@ -306,6 +343,9 @@ pub fn problems(reports: &[&ServerReport]) -> Vec<String> {
         put("seq put".into(), &s.sequential);
         for p in &s.throughput {
             put(format!("put x{}", p.clients), p);
+        }
+        for p in &s.reads {
+            put(format!("get x{}", p.clients), p);
         }
         for w in [&s.watch_single, &s.watch_fanout] {
             if let Some(f) = &w.failure {

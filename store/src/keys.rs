@@ -54,6 +54,10 @@ pub const RAFT_COMMITTED: &[u8] = b"committed";
 pub const RAFT_LAST_PURGED: &[u8] = b"last_purged";
 /// `RaftMeta`: this member's (member id, cluster id), fixed on first start.
 pub const RAFT_IDENTITY: &[u8] = b"identity";
+/// `RaftMeta`: for a member that joined an existing cluster, the log index of the membership
+/// that listed it when it joined. Older memberships are about a previous member with the same
+/// id (same peer URL, removed and added again): replaying them must not make it leave.
+pub const RAFT_JOINED_AT: &[u8] = b"joined_at";
 /// `RaftMeta`: the current raft snapshot (meta + data).
 pub const RAFT_SNAPSHOT: &[u8] = b"snapshot";
 

@@ -8,11 +8,12 @@
 //! - `added_voter_joins_catches_up_and_counts_in_the_quorum`: MemberAdd through a follower, the
 //!   new member starts with `existing`, catches up, is promoted automatically and its vote is
 //!   needed once a founding member is down;
+//! - `added_voter_is_promoted_by_the_next_leader`: the promotion survives a leader change;
 //! - `learner_promotion_and_refused_changes`: promote rules and etcd's error codes/messages;
 //! - `removed_follower_stops_serving_and_the_cluster_keeps_writing`, and
 //!   `removing_the_leader_leaves_the_rest_serving`;
 //! - `updated_peer_urls_are_used_after_the_member_moves`;
-//! - `move_leader_hands_leadership_to_the_target`.
+//! - `move_leader_hands_leadership_to_the_target`, also under a steady write load.
 //!
 //! Every wait is a bounded poll; every client call is bounded by [`CALL_BOUND`].
 
@@ -332,6 +333,28 @@ async fn added_voter_joins_catches_up_and_counts_in_the_quorum() {
     assert!(matched.get(&c.members[n].id).copied().flatten().is_some(), "the leader replicates to m3: {matched:?}");
 }
 
+/// The promotion of a member added as a voter survives a leader change: the next leader
+/// promotes it (the intent is part of the membership).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn added_voter_is_promoted_by_the_next_leader() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let mut lc = c.members[leader].client().await;
+    let new = c.prepare("m3");
+    bounded("member add", CALL_BOUND, lc.member_add([new.peer_url.as_str()], None)).await.expect("member add");
+
+    // Leadership moves before the new member has even started.
+    let next = c.follower(&[]).await;
+    bounded("move-leader", CALL_BOUND, lc.move_leader(c.members[next].id)).await.expect("move-leader");
+    assert_eq!(c.leader().await, next);
+
+    let n = c.start_added(new).await;
+    let want = c.expected(&[0, 1, 2, n], &[]);
+    for i in 0..4 {
+        c.wait_listed(i, &want).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn learner_promotion_and_refused_changes() {
     let mut c = Cluster::start(3).await;
@@ -439,6 +462,32 @@ async fn removed_follower_stops_serving_and_the_cluster_keeps_writing() {
     let err = RunningStore::start(c.members[gone].config.clone()).await.unwrap_err();
     assert!(err.to_string().contains("permanently removed from the cluster"), "{err}");
     put(&mut client, "k", "still").await;
+
+    // Added again at the same peer URL (so with the same member id) and started on a fresh
+    // data dir, it replays the log, including the entry that removed its previous incarnation,
+    // and must not take that for its own removal.
+    let peer_url = c.members[gone].peer_url.clone();
+    bounded("member add again", CALL_BOUND, client.member_add([peer_url.as_str()], None)).await.expect("member add");
+    let peer_port: u16 = peer_url.rsplit(':').next().unwrap().parse().unwrap();
+    let again = Member::new(
+        &c.root,
+        "again",
+        (free_ports(1)[0], peer_port),
+        &c.initial_with("again", &peer_url),
+        ClusterState::Existing,
+    );
+    assert_eq!(again.id, c.members[gone].id, "same peer URL, same member id");
+    let n = c.start_added(again).await;
+    wait_value(&c.members[n], "k", "still").await;
+    let want = c.expected(&[rest[0], rest[1], n], &[]);
+    for i in [rest[0], rest[1], n] {
+        c.wait_listed(i, &want).await;
+    }
+    let node = c.members[n].node().clone();
+    assert!(!node.is_removed(), "the re-added member took the old removal for its own");
+    let mut ac = c.members[n].client().await;
+    put(&mut ac, "k", "through the re-added member").await;
+    wait_value(&c.members[via], "k", "through the re-added member").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -541,49 +590,56 @@ async fn move_leader_hands_leadership_to_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn move_leader_under_steady_writes_never_elects_a_third_member() {
+async fn move_leader_under_steady_writes_moves_it_and_loses_no_write() {
     let c = Cluster::start(3).await;
     let leader = c.leader().await;
     let target = c.follower(&[]).await;
     let other = c.follower(&[target]).await;
-    let other_id = c.members[other].id;
 
-    // A write every 50 ms: entries go out far more often than a leader lease.
+    // A write every 20 ms, to every member in turn: entries go out far more often than a
+    // leader lease, so the transfer must hold them back to find its quiet window.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (stop, mut w) = (stop.clone(), c.members[leader].client().await);
+        let stop = stop.clone();
+        let mut clients = Vec::new();
+        for m in &c.members {
+            clients.push(m.client().await);
+        }
         tokio::spawn(async move {
-            let mut n = 0u64;
+            let (mut acked, mut n) = (Vec::new(), 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = tokio::time::timeout(CALL_BOUND, w.put("load", n.to_string(), None)).await;
+                let w = &mut clients[n as usize % 3];
+                if let Ok(Ok(_)) = tokio::time::timeout(CALL_BOUND, w.put(format!("load/{n}"), n.to_string(), None)).await {
+                    acked.push(n);
+                }
                 n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            n
+            (acked, n)
         })
     };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut lc = c.members[leader].client().await;
-    let moved = bounded("move-leader under load", CALL_BOUND, lc.move_leader(c.members[target].id)).await;
+    bounded("move-leader under load", CALL_BOUND, lc.move_leader(c.members[target].id))
+        .await
+        .expect("move-leader under a steady write load");
+    assert_eq!(c.leader().await, target, "leadership moved to the target, not to {other}");
+    // Writes continue on the new leader.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.await.unwrap();
-    let now = c.leader().await;
-    match moved {
-        // The expected outcome: no quiet window, so nothing changed.
-        Err(e) => {
-            assert_status("move-leader under load", e, tonic::Code::Unavailable, "etcdserver: request timed out");
-            assert_eq!(now, leader, "a refused transfer leaves the leader in place");
-        }
-        // A stall of the writer can open a quiet window: then the target wins.
-        Ok(_) => assert_eq!(now, target),
-    }
-    assert_ne!(c.members[now].id, other_id, "the third member never takes over");
-    assert!(writes > 10, "the writer kept writing ({writes} puts)");
+    let (acked, attempted) = writer.await.unwrap();
+    let after: Vec<_> = acked.iter().filter(|&&n| n >= attempted.saturating_sub(10)).collect();
+    assert!(!after.is_empty(), "writes succeed after the transfer ({} of {attempted} acknowledged)", acked.len());
 
-    // Once the writes stop, the same request succeeds.
-    let mut lc = c.members[now].client().await;
-    let to = if now == target { leader } else { target };
-    bounded("move-leader when quiet", CALL_BOUND, lc.move_leader(c.members[to].id)).await.expect("move-leader");
-    assert_eq!(c.leader().await, to);
+    // Every acknowledged write is on every member.
+    let mut tc = c.members[target].client().await;
+    for n in &acked {
+        let got = tc.get(format!("load/{n}"), None).await.unwrap();
+        assert_eq!(got.kvs().len(), 1, "acknowledged write load/{n} is present");
+    }
+    for m in [leader, other] {
+        wait_value(&c.members[m], &format!("load/{}", acked.last().unwrap()), &acked.last().unwrap().to_string()).await;
+    }
 }
 
 /// Adding and removing members while clients write loses no acknowledged write: every

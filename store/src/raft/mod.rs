@@ -16,7 +16,7 @@ mod suite;
 
 pub use faults::{Dropped, LinkFault, LinkFaults};
 pub use log_store::LogStore;
-pub use network::Network;
+pub use network::{Network, PeerClients};
 pub use state_machine::{parse_snapshot, AppliedEvents, CommandResponse, StateMachine, StateMachineHandle};
 
 use std::io::Cursor;
@@ -35,6 +35,10 @@ pub struct Member {
     pub peer_urls: Vec<String>,
     /// URLs clients reach it at (`--advertise-client-urls`).
     pub client_urls: Vec<String>,
+    /// Added as a voter (`member add` without `--learner`): it joins as a learner and whichever
+    /// member leads promotes it once it is in sync. Kept in the membership so that a leader
+    /// change before then does not strand it as a learner.
+    pub promote_when_in_sync: bool,
 }
 
 impl std::fmt::Display for Member {

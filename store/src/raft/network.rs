@@ -10,19 +10,45 @@ use openraft::raft::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{decode, encode, Dropped, LinkFaults, Member, NodeId, TypeConfig};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::RaftMessage;
 
+/// One lazily connected client per peer URL, shared by everything a member sends to its
+/// peers: replication streams, the leadership checks of linearizable reads, votes and the
+/// requests a follower forwards to the leader. (A connection per request would cost a TCP and
+/// HTTP/2 handshake for every read index.)
+#[derive(Debug, Default)]
+pub struct PeerClients {
+    clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+}
+
+impl PeerClients {
+    /// The client for `url` (connecting on first use); `None` for a URL that is not one.
+    pub fn get(&self, url: &str) -> Option<RaftPeerClient<Channel>> {
+        let mut clients = self.clients.lock().expect("peer clients lock poisoned");
+        if let Some(c) = clients.get(url) {
+            return Some(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_secs(1));
+        let client = RaftPeerClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert(url.to_string(), client.clone());
+        Some(client)
+    }
+}
+
 /// Creates connections to peers from their advertised peer URLs.
 #[derive(Debug, Clone)]
 pub struct Network {
-    /// This member, for the test network's per-link faults.
     pub from: NodeId,
-    /// The test network, in in-process cluster tests.
     pub faults: Option<Arc<LinkFaults>>,
+    pub peers: Arc<PeerClients>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -30,18 +56,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
-        // Connecting lazily means an unreachable peer costs nothing until raft talks to it, and a
-        // peer that comes back is picked up by the channel's own reconnects.
-        let client = Endpoint::from_shared(url.clone()).ok().map(|e| {
-            RaftPeerClient::new(e.connect_timeout(std::time::Duration::from_secs(1)).connect_lazy())
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX)
-        });
+        let client = self.peers.get(&url);
         PeerConnection { from: self.from, target, url, client, faults: self.faults.clone() }
     }
 }
 
-/// One member's connection to one peer.
 pub struct PeerConnection {
     from: NodeId,
     faults: Option<Arc<LinkFaults>>,

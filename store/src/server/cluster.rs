@@ -13,9 +13,9 @@
 //!
 //! etcd adds a voter directly, so a voter that has not started yet already counts towards the
 //! quorum. Here it joins as a learner and the leader that added it promotes it once it is in
-//! sync (etcd's rule: its log matches at least 90 % of the leader's). That promotion is the
-//! adding leader's job: if leadership moves first, the member stays a learner (logged) and
-//! `etcdctl member promote` finishes the job.
+//! sync (etcd's rule: its log matches at least 90 % of the leader's). The membership records
+//! that it was added as a voter ([`Member::promote_when_in_sync`]), so whichever member leads
+//! when it catches up promotes it ([`promote_added_voters`]).
 //!
 //! `SetNodes` is only safe when the peer URLs still reach the same member (openraft's
 //! "brain split" warning): publishing never changes peer URLs, and MemberUpdate is the
@@ -200,7 +200,12 @@ async fn add(node: &Arc<StoreNode>, current: &Membership<NodeId, Member>, req: M
     if current.get_node(&id).is_some() {
         return Err(conflict("member ID already exist"));
     }
-    let member = Member { name: String::new(), peer_urls: req.peer_ur_ls.clone(), client_urls: vec![] };
+    let member = Member {
+        name: String::new(),
+        peer_urls: req.peer_ur_ls.clone(),
+        client_urls: vec![],
+        promote_when_in_sync: !req.is_learner,
+    };
     commit(node, ChangeMembers::AddNodes(BTreeMap::from([(id, member.clone())])), true).await?;
     tracing::info!(
         member_id = format_args!("{id:x}"),
@@ -208,9 +213,6 @@ async fn add(node: &Arc<StoreNode>, current: &Membership<NodeId, Member>, req: M
         as_learner = req.is_learner,
         "added member as a learner"
     );
-    if !req.is_learner {
-        tokio::spawn(promote_when_in_sync(Arc::downgrade(node), id));
-    }
     Ok(pb_member(id, &member, true))
 }
 
@@ -267,7 +269,7 @@ async fn promote(
 async fn publish(node: &StoreNode, current: &Membership<NodeId, Member>, attributes: PbMember) -> Result<PbMember> {
     let id = attributes.id;
     let old = current.get_node(&id).ok_or(Error::MemberNotFound)?;
-    let new = Member { name: attributes.name, peer_urls: old.peer_urls.clone(), client_urls: attributes.client_ur_ls };
+    let new = Member { name: attributes.name, client_urls: attributes.client_ur_ls, ..old.clone() };
     if *old != new {
         commit(node, ChangeMembers::SetNodes(BTreeMap::from([(id, new.clone())])), true).await?;
         tracing::info!(member_id = format_args!("{id:x}"), member = %new, client_urls = ?new.client_urls, "published member attributes");
@@ -314,56 +316,48 @@ pub fn learner_in_sync(metrics: &RaftMetrics<NodeId, Member>, id: NodeId) -> boo
     matched.is_some_and(|m| m.saturating_mul(10) >= last.saturating_mul(9))
 }
 
-/// Promotes a member added as a voter once it is in sync (see the module doc). Runs on the
-/// leader that added it while it leads; ends when the member is a voter or gone.
-async fn promote_when_in_sync(node: Weak<StoreNode>, id: NodeId) {
+/// Promotes the learners that were added as voters once they are in sync (see the module
+/// doc). Runs on every member for its whole life and acts while it leads.
+pub async fn promote_added_voters(node: Weak<StoreNode>) {
     let Some(n) = node.upgrade() else { return };
     let mut metrics = n.raft().metrics();
     drop(n);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (leading, member, voter, in_sync) = {
+        let ready: Vec<NodeId> = {
             let m = metrics.borrow_and_update();
             if m.running_state.is_err() {
                 return;
             }
             let membership = m.membership_config.membership();
-            (
-                m.state == ServerState::Leader,
-                membership.get_node(&id).is_some(),
-                membership.voter_ids().any(|v| v == id),
-                learner_in_sync(&m, id),
-            )
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            if m.state != ServerState::Leader {
+                vec![]
+            } else {
+                membership
+                    .nodes()
+                    .filter(|(id, member)| member.promote_when_in_sync && !voters.contains(id) && learner_in_sync(&m, **id))
+                    .map(|(id, _)| *id)
+                    .collect()
+            }
         };
-        if !member || voter {
-            return;
-        }
-        if !leading {
-            tracing::warn!(
-                member_id = format_args!("{id:x}"),
-                "leadership moved before the added member caught up: it stays a learner until \
-                 `etcdctl member promote {id:x}`"
-            );
-            return;
-        }
-        if in_sync {
+        for id in ready {
             let Some(n) = node.upgrade() else { return };
             // Holding the node keeps its database open: let go as soon as it stops.
             let promoted = tokio::select! {
                 promoted = promote_if_leading(&n, id) => promoted,
                 _ = n.stopped() => return,
             };
+            drop(n);
             match promoted {
-                Ok(_) => {
+                Ok(()) => {
                     tracing::info!(member_id = format_args!("{id:x}"), "added member caught up: promoted to voter");
-                    return;
+                    backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
                     tracing::warn!(member_id = format_args!("{id:x}"), error = %e, "promoting the added member failed; retrying");
-                    drop(n);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
                 }
             }
         }

@@ -1,43 +1,19 @@
 //! Follower → leader forwarding over the peer service: writes, read indexes and lease clock
 //! operations that only the leader can serve for a client of a follower.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
-
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::mvcc::ApplyResponse;
 use crate::pb::storepb::propose_reply::Response as Reply;
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::ProposeReply;
-use crate::raft::{decode, encode, Member};
+use crate::raft::{decode, encode, Member, PeerClients};
 use crate::{Error, Result};
 
-/// Lazily connected clients to peers, by peer URL.
-#[derive(Debug, Default)]
-pub struct PeerClients {
-    clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
-}
-
-impl PeerClients {
-    /// A client for `member`'s peer service (connecting on first use).
-    pub fn get(&self, member: &Member) -> Result<RaftPeerClient<Channel>> {
-        let url = member.peer_urls.first().ok_or(Error::NoLeader)?;
-        let mut clients = self.clients.lock().expect("peer clients lock poisoned");
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
-        }
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::InvalidArgument(format!("bad peer url {url:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        let client = RaftPeerClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        clients.insert(url.clone(), client.clone());
-        Ok(client)
-    }
+/// A client for `member`'s peer service.
+pub fn client(peers: &PeerClients, member: &Member) -> Result<RaftPeerClient<Channel>> {
+    let url = member.peer_urls.first().ok_or(Error::NoLeader)?;
+    peers.get(url).ok_or_else(|| Error::InvalidArgument(format!("bad peer url {url:?}")))
 }
 
 /// A transport failure talking to the leader: the outcome of a write is unknown, a read can be

@@ -178,13 +178,15 @@ impl Maintenance for MaintenanceService {
 /// have not fired yet. The leader's own vote alone makes the target win in a three-member
 /// cluster: its lease counts from its election, which is older than the wait.
 ///
-/// Writes during the wait send entries and restart it, so under a steady write load the answer
-/// is `Timeout` after the request timeout (etcd's "leader transfer took too long"), with the
-/// leadership unchanged. A write racing the campaign itself (a window of one round trip) can
-/// make it lose: the target's higher term then ends in an ordinary election — safe, but maybe
-/// won by another member (the answer is then `LeaderChanged` or `Timeout`).
+/// New writes would send entries and restart the wait, so they are held back for the whole
+/// transfer (as etcd's leader drops proposals while it transfers): a steady write load stalls
+/// for about two election timeouts, then continues on the new leader (held writes get "leader
+/// changed" and the client retries). If the target stops answering, the answer is `Timeout`
+/// after the request timeout (etcd's "leader transfer took too long"), with the leadership
+/// unchanged.
 async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<(), Error> {
     let _no_membership_change = node.lock_membership().await?;
+    let _no_new_entries = node.pause_proposals();
     let raft = node.raft();
     let deadline = tokio::time::Instant::now() + node.config().request_timeout;
     let mut metrics = raft.metrics();

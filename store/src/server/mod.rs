@@ -3,6 +3,7 @@
 
 mod authority;
 mod cluster;
+mod coalesce;
 mod config;
 mod forward;
 mod kv;
