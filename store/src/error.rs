@@ -65,6 +65,10 @@ pub enum Error {
     /// This member is not the leader and cannot serve the request itself.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// A membership change would leave fewer reachable voters than a quorum
+    /// (`--strict-reconfig-check`).
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// No leader is known right now.
     #[error("etcdserver: no leader")]
     NoLeader,

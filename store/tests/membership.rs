@@ -9,6 +9,8 @@
 //!   new member starts with `existing`, catches up, is promoted automatically and its vote is
 //!   needed once a founding member is down;
 //! - `added_voter_is_promoted_by_the_next_leader`: the promotion survives a leader change;
+//! - `strict_reconfig_check_keeps_a_reachable_quorum`: a removal that would lose the quorum is
+//!   refused;
 //! - `learner_promotion_and_refused_changes`: promote rules and etcd's error codes/messages;
 //! - `removed_follower_stops_serving_and_the_cluster_keeps_writing`, and
 //!   `removing_the_leader_leaves_the_rest_serving`;
@@ -353,6 +355,27 @@ async fn added_voter_is_promoted_by_the_next_leader() {
     for i in 0..4 {
         c.wait_listed(i, &want).await;
     }
+}
+
+/// `--strict-reconfig-check` (on by default): with one voter down, removing another would
+/// leave one reachable voter of two: refused as etcd does ("unhealthy cluster"); removing the
+/// down one is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strict_reconfig_check_keeps_a_reachable_quorum() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let down = c.follower(&[]).await;
+    let alive = c.follower(&[down]).await;
+    c.members[down].stop().await;
+    // A voter counts as reachable for etcd's health window (5 s) after its last answer.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let mut lc = c.members[leader].client().await;
+    let e = bounded("remove a live voter", CALL_BOUND, lc.member_remove(c.members[alive].id)).await.unwrap_err();
+    assert_status("remove a live voter", e, tonic::Code::Unavailable, "etcdserver: unhealthy cluster");
+    assert_eq!(c.list(leader).await.len(), 3, "nothing was removed");
+    bounded("remove the down voter", CALL_BOUND, lc.member_remove(c.members[down].id)).await.expect("member remove");
+    put(&mut lc, "k", "two voters").await;
+    wait_value(&c.members[alive], "k", "two voters").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -54,6 +54,10 @@ pub struct StoreArgs {
     /// Seconds between progress notifications to watches that asked for them.
     #[arg(long, default_value_t = 600)]
     progress_notify_interval: u64,
+    /// Refuse member add/remove/promote that would leave too few started or reachable voters
+    /// for a quorum (etcd's flag and default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    strict_reconfig_check: bool,
 }
 
 /// Flags of `ferrokube store-restore`.
@@ -128,6 +132,7 @@ fn config(args: StoreArgs) -> anyhow::Result<StoreConfig> {
         request_timeout: Duration::from_secs(7),
         progress_notify_interval: Duration::from_secs(args.progress_notify_interval.max(1)),
         snapshot_count: args.snapshot_count.max(1),
+        strict_reconfig_check: args.strict_reconfig_check,
         faults: None,
     })
 }

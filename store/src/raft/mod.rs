@@ -16,7 +16,7 @@ mod suite;
 
 pub use faults::{Dropped, LinkFault, LinkFaults};
 pub use log_store::LogStore;
-pub use network::{Network, PeerClients};
+pub use network::{Network, PeerClients, PeerContacts};
 pub use state_machine::{parse_snapshot, AppliedEvents, CommandResponse, StateMachine, StateMachineHandle};
 
 use std::io::Cursor;

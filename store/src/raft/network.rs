@@ -43,12 +43,31 @@ impl PeerClients {
     }
 }
 
+/// When each peer last answered a raft message: how a leader knows which voters are
+/// reachable right now (openraft 0.9's metrics do not say).
+#[derive(Debug, Default)]
+pub struct PeerContacts {
+    last: Mutex<HashMap<NodeId, std::time::Instant>>,
+}
+
+impl PeerContacts {
+    fn answered(&self, peer: NodeId) {
+        self.last.lock().expect("peer contacts lock poisoned").insert(peer, std::time::Instant::now());
+    }
+
+    /// Whether `peer` answered a raft message within `window`.
+    pub fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
+        self.last.lock().expect("peer contacts lock poisoned").get(&peer).is_some_and(|t| t.elapsed() <= window)
+    }
+}
+
 /// Creates connections to peers from their advertised peer URLs.
 #[derive(Debug, Clone)]
 pub struct Network {
     pub from: NodeId,
     pub faults: Option<Arc<LinkFaults>>,
     pub peers: Arc<PeerClients>,
+    pub contacts: Arc<PeerContacts>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -57,7 +76,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
         let client = self.peers.get(&url);
-        PeerConnection { from: self.from, target, url, client, faults: self.faults.clone() }
+        PeerConnection { from: self.from, target, url, client, faults: self.faults.clone(), contacts: self.contacts.clone() }
     }
 }
 
@@ -67,6 +86,7 @@ pub struct PeerConnection {
     target: NodeId,
     url: String,
     client: Option<RaftPeerClient<Channel>>,
+    contacts: Arc<PeerContacts>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
@@ -106,7 +126,10 @@ impl PeerConnection {
             RpcKind::Snapshot => client.install_snapshot(request).await,
         };
         let reply = match reply {
-            Ok(r) => r.into_inner(),
+            Ok(r) => {
+                self.contacts.answered(self.target);
+                r.into_inner()
+            }
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }

@@ -200,6 +200,9 @@ async fn add(node: &Arc<StoreNode>, current: &Membership<NodeId, Member>, req: M
     if current.get_node(&id).is_some() {
         return Err(conflict("member ID already exist"));
     }
+    if node.config().strict_reconfig_check && !req.is_learner && !enough_started_to_add_voter(&started_voters(current)) {
+        return Err(conflict(NOT_ENOUGH_STARTED));
+    }
     let member = Member {
         name: String::new(),
         peer_urls: req.peer_ur_ls.clone(),
@@ -222,6 +225,12 @@ async fn remove(node: &StoreNode, current: &Membership<NodeId, Member>, id: Node
     }
     let ids = BTreeSet::from([id]);
     if current.voter_ids().any(|v| v == id) {
+        if node.config().strict_reconfig_check {
+            let voters: Vec<(NodeId, bool)> =
+                current.voter_ids().map(|v| (v, current.get_node(&v).is_some_and(|m| !m.name.is_empty()))).collect();
+            let reachable: Vec<NodeId> = voters.iter().map(|(v, _)| *v).filter(|v| node.reachable(*v)).collect();
+            may_remove_voter(&voters, &reachable, id)?;
+        }
         commit(node, ChangeMembers::RemoveVoters(ids), false).await?;
     } else {
         commit(node, ChangeMembers::RemoveNodes(ids), false).await?;
@@ -260,8 +269,54 @@ async fn promote(
     if !learner_in_sync(metrics, id) {
         return Err(conflict("can only promote a learner member which is in sync with leader"));
     }
+    if node.config().strict_reconfig_check && !enough_started_to_add_voter(&started_voters(current)) {
+        return Err(conflict(NOT_ENOUGH_STARTED));
+    }
     commit(node, ChangeMembers::AddVoterIds(BTreeSet::from([id])), true).await?;
     tracing::info!(member_id = format_args!("{id:x}"), "promoted learner to voter");
+    Ok(())
+}
+
+/// etcd's refusal when a change would leave too few started voters for a quorum.
+const NOT_ENOUGH_STARTED: &str = "re-configuration failed due to not enough started members";
+
+/// The voters of `current`, each with whether it has started (published its name, as etcd
+/// counts "started").
+fn started_voters(current: &Membership<NodeId, Member>) -> Vec<bool> {
+    current.voter_ids().map(|v| current.get_node(&v).is_some_and(|m| !m.name.is_empty())).collect()
+}
+
+/// `--strict-reconfig-check` for adding (or promoting) a voter, etcd's rule: the voters that
+/// have started, plus the new one, must be a quorum of the voters plus the new one.
+///
+/// Worked example: three voters of which one never started: 2 started + 1 new = 3 of 4,
+/// quorum 3: allowed. Two never started: 1 + 1 = 2 of 4: refused.
+fn enough_started_to_add_voter(voters_started: &[bool]) -> bool {
+    let members = voters_started.len() + 1;
+    let started = voters_started.iter().filter(|s| **s).count() + 1;
+    started >= members / 2 + 1
+}
+
+/// `--strict-reconfig-check` for removing voter `id`, etcd's rules: the remaining voters that
+/// have started must be a quorum of the remaining voters; and unless `id` is itself down
+/// (removing a down member helps), the reachable voters other than `id` must be a quorum of
+/// the remaining voters, or the change itself could not commit ("unhealthy cluster").
+///
+/// Worked example: voters a, b, c with c down. Removing c: allowed. Removing b: a alone is
+/// reachable, but two voters need two: refused.
+fn may_remove_voter(voters: &[(NodeId, bool)], reachable: &[NodeId], id: NodeId) -> Result<()> {
+    let remaining: Vec<&(NodeId, bool)> = voters.iter().filter(|(v, _)| *v != id).collect();
+    let quorum = remaining.len() / 2 + 1;
+    if remaining.iter().filter(|(_, started)| *started).count() < quorum {
+        return Err(conflict(NOT_ENOUGH_STARTED));
+    }
+    if !reachable.contains(&id) {
+        return Ok(());
+    }
+    let reachable_remaining = remaining.iter().filter(|(v, _)| reachable.contains(v)).count();
+    if reachable_remaining < quorum {
+        return Err(Error::Unhealthy);
+    }
     Ok(())
 }
 
@@ -444,5 +499,31 @@ mod tests {
         assert_eq!(from_reply(to_reply(Ok(o.clone()))).unwrap(), o);
         let e = conflict("Peer URLs already exists");
         assert_eq!(from_reply(to_reply(Err(e.clone()))).unwrap_err(), e);
+    }
+}
+
+#[cfg(test)]
+mod strict_reconfig_tests {
+    use super::*;
+
+    #[test]
+    fn adding_a_voter_needs_a_started_quorum() {
+        assert!(enough_started_to_add_voter(&[true]), "one member adding a second");
+        assert!(enough_started_to_add_voter(&[true, true, true]));
+        assert!(enough_started_to_add_voter(&[true, true, false]));
+        assert!(!enough_started_to_add_voter(&[true, false, false]));
+    }
+
+    #[test]
+    fn removing_a_voter_keeps_a_reachable_quorum() {
+        let voters = [(1, true), (2, true), (3, true)];
+        // 3 is down: removing it is fine, removing 2 would leave 1 alone of two voters.
+        assert_eq!(may_remove_voter(&voters, &[1, 2], 3), Ok(()));
+        assert_eq!(may_remove_voter(&voters, &[1, 2], 2), Err(Error::Unhealthy));
+        // Everyone up: any removal is fine.
+        assert_eq!(may_remove_voter(&voters, &[1, 2, 3], 2), Ok(()));
+        // Never-started voters do not count as started.
+        let voters = [(1, true), (2, false), (3, false)];
+        assert_eq!(may_remove_voter(&voters, &[1], 3), Err(conflict(NOT_ENOUGH_STARTED)));
     }
 }

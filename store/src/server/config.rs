@@ -49,6 +49,9 @@ pub struct StoreConfig {
     pub progress_notify_interval: Duration,
     /// Take a raft snapshot (and purge the log) after this many applied entries.
     pub snapshot_count: u64,
+    /// Refuse membership changes that would leave too few started or reachable voters for a
+    /// quorum (`--strict-reconfig-check`, on by default as in etcd).
+    pub strict_reconfig_check: bool,
     /// In-process cluster tests only: the shared test network that cuts, drops or delays this
     /// member's outgoing raft messages and forwarded requests. `None` in production.
     pub faults: Option<std::sync::Arc<crate::raft::LinkFaults>>,
@@ -74,6 +77,7 @@ impl StoreConfig {
             request_timeout: Duration::from_secs(7),
             progress_notify_interval: Duration::from_secs(600),
             snapshot_count: 100_000,
+            strict_reconfig_check: true,
             faults: None,
         }
     }

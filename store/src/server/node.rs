@@ -27,7 +27,9 @@ use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::{
     internal_request, membership_change, ClusterInfoRequest, InternalBatch, InternalRequest, ReadIndexRequest,
 };
-use crate::raft::{Command, LogStore, Member, Network, NodeId, PeerClients, Raft, StateMachine, StateMachineHandle};
+use crate::raft::{
+    Command, LogStore, Member, Network, NodeId, PeerClients, PeerContacts, Raft, StateMachine, StateMachineHandle,
+};
 use crate::{Error, Result};
 
 /// Who does leader-only work for this member.
@@ -70,6 +72,8 @@ pub struct StoreNode {
     leader_read_index: Coalesced<u64>,
     stopping: watch::Sender<bool>,
     peers: Arc<PeerClients>,
+    /// When each peer last answered a raft message.
+    contacts: Arc<PeerContacts>,
     /// Held while a membership change (or a leadership transfer) runs on the leader: openraft
     /// refuses a change while another is uncommitted, so changes queue here instead.
     membership_changes: tokio::sync::Mutex<()>,
@@ -122,7 +126,9 @@ impl StoreNode {
         .validate()
         .map_err(|e| Error::InvalidArgument(format!("raft config: {e}")))?;
         let peers = Arc::new(PeerClients::default());
-        let network = Network { from: id, faults: config.faults.clone(), peers: peers.clone() };
+        let contacts = Arc::new(PeerContacts::default());
+        let network =
+            Network { from: id, faults: config.faults.clone(), peers: peers.clone(), contacts: contacts.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, LogStore::new(engine.clone()), sm)
             .await
             .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
@@ -175,6 +181,7 @@ impl StoreNode {
             joined_at,
             stopping: watch::channel(false).0,
             peers,
+            contacts,
             membership_changes: tokio::sync::Mutex::new(()),
             ready: watch::channel(!joining).0,
             removed: watch::channel(false).0,
@@ -357,6 +364,12 @@ impl StoreNode {
     pub fn pause_proposals(&self) -> PausedProposals<'_> {
         self.proposals_paused.send_replace(true);
         PausedProposals(&self.proposals_paused)
+    }
+
+    /// Whether voter `peer` counts as reachable from this member (the leader): it answered a
+    /// raft message within etcd's health window (5 s). This member always counts.
+    pub fn reachable(&self, peer: NodeId) -> bool {
+        peer == self.id || self.contacts.answered_within(peer, Duration::from_secs(5))
     }
 
     /// Serializes membership changes and leadership transfers on this member; `Timeout` if

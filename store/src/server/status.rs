@@ -19,7 +19,7 @@ impl From<Error> for Status {
             Error::Compacted { .. } | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
             Error::LeaseExists | Error::NotLeader | Error::MembershipConflict(_) => Code::FailedPrecondition,
-            Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
+            Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped | Error::Unhealthy => Code::Unavailable,
             Error::Unsupported(_) => Code::Unimplemented,
             Error::Storage(_) | Error::Corrupt(_) => Code::Internal,
         };
