@@ -1,5 +1,6 @@
 //! `ferrokube`: the control plane's command. Today: `ferrokube store` (an etcd-compatible
-//! store member) and `ferrokube store-restore` (load a backup into a fresh data dir).
+//! store member), `ferrokube store-restore` (load a backup into a fresh data dir) and
+//! `ferrokube apiserver` (the Kubernetes API over HTTPS).
 #![deny(clippy::all)]
 
 mod cmd;
@@ -23,6 +24,8 @@ enum Command {
     Store(Box<cmd::store::StoreArgs>),
     /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
     StoreRestore(cmd::store::RestoreArgs),
+    /// Serve the Kubernetes API over HTTPS (embedded store by default).
+    Apiserver(cmd::apiserver::ApiserverArgs),
 }
 
 fn init_logging(json: bool) {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Store(args) => cmd::store::run(*args),
         Command::StoreRestore(args) => cmd::store::restore(args),
+        Command::Apiserver(args) => cmd::apiserver::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,50 @@
+//! ServiceAccount admission, the defaulting half: a pod without `spec.serviceAccountName` runs
+//! as the namespace's `default` account. (Checking that the account exists and mounting its
+//! token come with the controller-manager, which creates `default` accounts.)
+
+use serde_json::{json, Value};
+
+use super::{Attributes, MutatingPlugin};
+use crate::Result;
+
+/// See the module comment.
+pub struct DefaultServiceAccount;
+
+impl MutatingPlugin for DefaultServiceAccount {
+    fn name(&self) -> &'static str {
+        "ServiceAccount"
+    }
+
+    fn admit(&self, attrs: &Attributes<'_>, obj: &mut Value) -> Result<()> {
+        if attrs.kind.group.is_empty() && attrs.kind.resource == "pods" {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                let unset = spec.get("serviceAccountName").and_then(Value::as_str).is_none_or(str::is_empty);
+                if unset {
+                    spec.insert("serviceAccountName".into(), json!("default"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_the_default_account_and_keep_their_own() {
+        let pods = crate::registry::lookup("", "v1", "pods").unwrap();
+        let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "p" };
+        let mut p = json!({"spec": {"containers": []}});
+        DefaultServiceAccount.admit(&attrs, &mut p).unwrap();
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        let mut own = json!({"spec": {"serviceAccountName": "robot"}});
+        DefaultServiceAccount.admit(&attrs, &mut own).unwrap();
+        assert_eq!(own["spec"]["serviceAccountName"], "robot");
+        let cms = crate::registry::lookup("", "v1", "configmaps").unwrap();
+        let mut cm = json!({"spec": {}});
+        DefaultServiceAccount.admit(&Attributes { kind: cms, ..attrs }, &mut cm).unwrap();
+        assert_eq!(cm, json!({"spec": {}}));
+    }
+}

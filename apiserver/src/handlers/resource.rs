@@ -1,0 +1,201 @@
+//! The resource endpoints: one handler that parses the request and calls the registry.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::discovery::resource_list;
+use super::request::{is_write, json_body, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target};
+use super::AppState;
+use crate::error::Error;
+use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest};
+use crate::storage::{ListOptions, Preconditions};
+use crate::Result;
+
+/// Bound on producing a response (a watch's response is its stream's start; the stream itself
+/// ends with `timeoutSeconds`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, serve(st, req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => Error::Timeout(format!("the request did not complete within {}s", REQUEST_TIMEOUT.as_secs())).into_response(),
+    }
+}
+
+fn object(code: StatusCode, v: Value) -> Response {
+    (code, Json(v)).into_response()
+}
+
+fn method_not_allowed(method: &Method, what: &str) -> Error {
+    Error::MethodNotAllowed(format!("the server does not allow this method on the requested resource: {method} {what}"))
+}
+
+async fn serve(st: AppState, req: Request) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let target = parse_target(parts.uri.path())?;
+    let query = parse_query(&parts.uri)?;
+    let method = parts.method;
+    let headers = parts.headers;
+    let reg = &st.registry;
+    match target {
+        Target::Discovery { group, version } => match (method, resource_list(&group, &version)) {
+            (Method::GET, Some(doc)) => Ok(Json(doc).into_response()),
+            (_, None) => Err(Error::UnknownPath),
+            (m, Some(_)) => Err(method_not_allowed(&m, "discovery")),
+        },
+        Target::Collection { kind, namespace } => match method {
+            Method::GET => {
+                let selector =
+                    Selector::parse(query.label_selector.as_deref(), query.field_selector.as_deref(), kind)?;
+                if parse_bool("watch", &query.watch)?.unwrap_or(false) {
+                    return watch(st, kind, namespace, selector, &query).await;
+                }
+                let opts = list_options(&query)?;
+                Ok(Json(reg.list(kind, namespace.as_deref(), &selector, opts).await?).into_response())
+            }
+            Method::POST => {
+                if kind.namespaced && namespace.is_none() {
+                    return Err(method_not_allowed(&method, "a namespaced collection across all namespaces"));
+                }
+                let body = json_body(&headers, &read_body(body).await?)?;
+                Ok(object(StatusCode::CREATED, reg.create(kind, namespace.as_deref(), body).await?))
+            }
+            Method::DELETE => {
+                let selector =
+                    Selector::parse(query.label_selector.as_deref(), query.field_selector.as_deref(), kind)?;
+                Ok(Json(reg.delete_collection(kind, namespace.as_deref(), &selector).await?).into_response())
+            }
+            m => Err(method_not_allowed(&m, kind.resource)),
+        },
+        Target::Object { kind, namespace, name, subresource } => {
+            let ns = namespace.as_deref();
+            let sub = subresource.as_deref();
+            if let Some(s) = sub {
+                let known = (s == "status" && kind.status_subresource)
+                    || (s == "finalize" && kind.resource == "namespaces")
+                    || (s == "scale" && kind.scale_subresource)
+                    || (s == "binding" && kind.resource == "pods" && kind.group.is_empty());
+                if !known {
+                    return Err(Error::UnknownPath);
+                }
+            }
+            match (sub, &method) {
+                (Some("binding"), &Method::POST) => {
+                    let body = json_body(&headers, &read_body(body).await?)?;
+                    return Ok(object(StatusCode::CREATED, reg.bind(kind, ns, &name, body).await?));
+                }
+                (Some("binding"), m) => return Err(method_not_allowed(m, "pods/binding")),
+                (Some("scale"), &Method::GET) => return Ok(Json(reg.get_scale(kind, ns, &name).await?).into_response()),
+                (Some("scale"), &Method::PUT) => {
+                    let body = json_body(&headers, &read_body(body).await?)?;
+                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Replace(&body)).await?;
+                    return Ok(Json(v).into_response());
+                }
+                (Some("scale"), &Method::PATCH) => {
+                    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                    let patch_type = PatchType::from_content_type(ct)?;
+                    let bytes = read_body(body).await?;
+                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Patch(patch_type, &bytes)).await?;
+                    return Ok(Json(v).into_response());
+                }
+                (Some("scale"), m) => return Err(method_not_allowed(m, "scale")),
+                _ => {}
+            }
+            if is_write(&method) && method != Method::DELETE && method != Method::PATCH && method != Method::PUT {
+                return Err(method_not_allowed(&method, kind.resource));
+            }
+            match method {
+                Method::GET if sub != Some("finalize") => Ok(Json(reg.get(kind, ns, &name).await?).into_response()),
+                Method::PUT => {
+                    let body = json_body(&headers, &read_body(body).await?)?;
+                    Ok(Json(reg.update(kind, ns, &name, sub, body).await?).into_response())
+                }
+                Method::PATCH if sub != Some("finalize") => {
+                    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                    let patch_type = PatchType::from_content_type(ct)?;
+                    let bytes = read_body(body).await?;
+                    Ok(Json(reg.patch(kind, ns, &name, sub, patch_type, &bytes).await?).into_response())
+                }
+                Method::DELETE if sub.is_none() => {
+                    let bytes = read_body(body).await?;
+                    let (preconditions, body_grace) = delete_options(&bytes)?;
+                    let grace = parse_int("gracePeriodSeconds", &query.grace_period_seconds)?.or(body_grace);
+                    // kube-apiserver answers 200 both when the object is gone and when it is
+                    // only marked for deletion (202 only for orphanDependents=false).
+                    match reg.delete(kind, ns, &name, preconditions, grace).await? {
+                        DeleteResult::Deleted(v) | DeleteResult::Pending(v) => Ok(object(StatusCode::OK, v)),
+                    }
+                }
+                m => Err(method_not_allowed(&m, kind.resource)),
+            }
+        }
+    }
+}
+
+/// `DeleteOptions.preconditions` and `gracePeriodSeconds` from an optional body.
+fn delete_options(bytes: &[u8]) -> Result<(Preconditions, Option<i64>)> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Preconditions::default(), None));
+    }
+    let opts: Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+    let p = opts.get("preconditions");
+    let uid = p.and_then(|p| p.get("uid")).and_then(Value::as_str).map(String::from);
+    let resource_version = match p.and_then(|p| p.get("resourceVersion")).and_then(Value::as_str) {
+        Some(rv) => Some(rv.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}")))?),
+        None => None,
+    };
+    let grace = match opts.get("gracePeriodSeconds") {
+        None | Some(Value::Null) => None,
+        Some(g) => Some(g.as_i64().filter(|g| *g >= 0).ok_or_else(|| Error::BadRequest(format!("invalid gracePeriodSeconds {g}")))?),
+    };
+    Ok((Preconditions { uid, resource_version }, grace))
+}
+
+fn list_options(q: &Query) -> Result<ListOptions> {
+    let limit = parse_int("limit", &q.limit)?;
+    let rv = q.resource_version.as_deref().unwrap_or("");
+    let continue_token = q.continue_token.clone().filter(|c| !c.is_empty());
+    if continue_token.is_some() && !(rv.is_empty() || rv == "0") {
+        return Err(Error::BadRequest("specifying resource version is not allowed when using continue".into()));
+    }
+    let revision = match q.resource_version_match.as_deref() {
+        Some("Exact") => {
+            let r = parse_int("resourceVersion", &q.resource_version)?.filter(|r| *r > 0).ok_or_else(|| {
+                Error::BadRequest("resourceVersionMatch=Exact needs a resourceVersion".into())
+            })?;
+            Some(r)
+        }
+        None | Some("") | Some("NotOlderThan") => {
+            // Any non-negative revision is accepted; the latest state is never older.
+            parse_int("resourceVersion", &q.resource_version)?;
+            None
+        }
+        Some(other) => return Err(Error::BadRequest(format!("unknown resourceVersionMatch {other:?}"))),
+    };
+    Ok(ListOptions { limit, continue_token, revision })
+}
+
+async fn watch(st: AppState, kind: &'static Kind, namespace: Option<String>, selector: Selector, q: &Query) -> Result<Response> {
+    let req = WatchRequest {
+        resource_version: q.resource_version.clone(),
+        allow_bookmarks: parse_bool("allowWatchBookmarks", &q.allow_watch_bookmarks)?.unwrap_or(false),
+        send_initial_events: parse_bool("sendInitialEvents", &q.send_initial_events)?,
+        timeout: parse_int("timeoutSeconds", &q.timeout_seconds)?.map(|s| Duration::from_secs(s as u64)),
+    };
+    let events = st.registry.watch(kind, namespace, selector, req).await?;
+    let body = Body::from_stream(events.map(Ok::<_, Infallible>));
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

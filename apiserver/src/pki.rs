@@ -1,0 +1,136 @@
+//! First-start credentials in the data dir: a cluster CA, a serving certificate for
+//! 127.0.0.1/localhost signed by it, an admin bearer token in a token file, and the admin
+//! kubeconfig. Later starts reuse the files (the kubeconfig is rewritten: the port may change).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use serde_json::json;
+
+/// Paths and contents of the credentials in a data dir.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// `DIR/pki/ca.crt`, PEM.
+    pub ca_cert_pem: String,
+    /// `DIR/pki/apiserver.crt`, PEM.
+    pub serving_cert_pem: String,
+    /// `DIR/pki/apiserver.key`, PEM (mode 0600).
+    pub serving_key_pem: String,
+    /// `DIR/tokens.csv` (mode 0600).
+    pub token_file: PathBuf,
+    /// The admin's bearer token.
+    pub admin_token: String,
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn random_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+fn generate(pki_dir: &Path) -> anyhow::Result<()> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(DnType::CommonName, "ferrokube-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    write_private(&pki_dir.join("ca.key"), &ca_key.serialize_pem())?;
+    std::fs::write(pki_dir.join("ca.crt"), ca_cert.pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut serving =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
+    serving.distinguished_name.push(DnType::CommonName, "ferrokube-apiserver");
+    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Strict X.509 verifiers (OpenSSL 3 with VERIFY_X509_STRICT) require the AKI.
+    serving.use_authority_key_identifier_extension = true;
+    let cert = serving.signed_by(&key, &issuer)?;
+    write_private(&pki_dir.join("apiserver.key"), &key.serialize_pem())?;
+    std::fs::write(pki_dir.join("apiserver.crt"), cert.pem())?;
+    Ok(())
+}
+
+impl Pki {
+    /// Loads the credentials in `data_dir`, creating whatever is missing.
+    pub fn ensure(data_dir: &Path) -> anyhow::Result<Self> {
+        let pki_dir = data_dir.join("pki");
+        std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
+        let have = ["ca.crt", "apiserver.crt", "apiserver.key"].iter().all(|f| pki_dir.join(f).exists());
+        if !have {
+            generate(&pki_dir).context("creating the cluster CA and serving certificate")?;
+        }
+        let token_file = data_dir.join("tokens.csv");
+        if !token_file.exists() {
+            write_private(&token_file, &format!("{},admin,admin,\"system:masters\"\n", random_token()))?;
+        }
+        let tokens = std::fs::read_to_string(&token_file)?;
+        let admin_token = tokens
+            .lines()
+            .find(|l| l.split(',').nth(1) == Some("admin"))
+            .and_then(|l| l.split(',').next())
+            .context("tokens.csv has no admin line")?
+            .to_string();
+        let read = |f: &str| std::fs::read_to_string(pki_dir.join(f)).with_context(|| format!("reading pki/{f}"));
+        Ok(Self {
+            ca_cert_pem: read("ca.crt")?,
+            serving_cert_pem: read("apiserver.crt")?,
+            serving_key_pem: read("apiserver.key")?,
+            token_file,
+            admin_token,
+        })
+    }
+
+    /// Writes `DIR/kubeconfig` for the admin (JSON, which kubectl and client libraries read as
+    /// YAML) and returns its path.
+    pub fn write_kubeconfig(&self, data_dir: &Path, server: &str) -> anyhow::Result<PathBuf> {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_cert_pem);
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "ferrokube", "cluster": {"server": server, "certificate-authority-data": ca}}],
+            "users": [{"name": "admin", "user": {"token": self.admin_token}}],
+            "contexts": [{"name": "ferrokube", "context": {"cluster": "ferrokube", "user": "admin", "namespace": "default"}}],
+            "current-context": "ferrokube",
+            "preferences": {},
+        });
+        let path = data_dir.join("kubeconfig");
+        write_private(&path, &serde_json::to_string_pretty(&config)?)?;
+        Ok(path)
+    }
+
+    /// The rustls server configuration (ring provider, h2 and http/1.1).
+    pub fn server_config(&self) -> anyhow::Result<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(self.serving_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("parsing pki/apiserver.crt")?;
+        let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes()).context("parsing pki/apiserver.key")?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}

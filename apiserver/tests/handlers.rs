@@ -1,0 +1,675 @@
+//! Handler tests: the real `Router` called without sockets (`tower::ServiceExt::oneshot`), over
+//! a real single-member store (RocksDB in a tempdir) reached through the etcd v3 API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::auth::TokenAuth;
+use apiserver::handlers::{router, AppState};
+use apiserver::registry::Registry;
+use apiserver::storage::EtcdStorage;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use store::server::{RunningStore, StoreConfig};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+struct Api {
+    router: Router,
+    endpoint: String,
+    store: Option<RunningStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::single("t", dir.path().join("store"), "127.0.0.1:0".parse().unwrap());
+        config.election_timeout = Duration::from_millis(300);
+        config.heartbeat = Duration::from_millis(50);
+        let store = RunningStore::start(config).await.unwrap();
+        let endpoint = format!("http://{}", store.client_addrs()[0]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let storage = loop {
+            if let Ok(s) = EtcdStorage::connect(std::slice::from_ref(&endpoint)).await {
+                use apiserver::storage::Storage;
+                if s.current_revision().await.is_ok() {
+                    break s;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "store never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let registry = Registry::new(apiserver::storage::layered(storage)).unwrap().with_bookmark_interval(Duration::from_millis(200));
+        let registry = Arc::new(registry);
+        registry.ensure_namespace("default").await.unwrap();
+        let auth = TokenAuth::parse(&format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+        let router = router(AppState { registry, auth: Some(Arc::new(auth)) });
+        Self { router, endpoint, store: Some(store), _dir: dir }
+    }
+
+    async fn raw(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn call_ct(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {TOKEN}"));
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        let resp = self.raw(b.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap()).await;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+        (status, v)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let ct = match method {
+            "PATCH" => Some("application/merge-patch+json"),
+            _ if body.is_some() => Some("application/json"),
+            _ => None,
+        };
+        self.call_ct(method, path, ct, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        v
+    }
+
+    async fn create_ns(&self, name: &str) {
+        self.ok("POST", "/api/v1/namespaces", Some(json!({"metadata": {"name": name}}))).await;
+    }
+
+    /// Reads watch events until `n` arrived or the stream ended (bounded by `wait`).
+    async fn watch(&self, path: &str, n: usize, wait: Duration) -> (StatusCode, Vec<Value>) {
+        let req = Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.raw(req).await;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut buf = Vec::new();
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while events.len() < n {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(f))) => f,
+                _ => break,
+            };
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    events.push(serde_json::from_slice(&line).unwrap());
+                }
+            }
+        }
+        (status, events)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            // Shut the member down on a runtime of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Runtime::new().unwrap().block_on(store.shutdown());
+            })
+            .join();
+        }
+    }
+}
+
+fn cm(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+fn pod(name: &str) -> Value {
+    json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+}
+
+fn rv(v: &Value) -> i64 {
+    v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_object_semantics_and_conflicts() {
+    let api = Api::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let (s, created) = api.call("POST", base, Some(cm("one", json!({"a": "1"})))).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let meta = &created["metadata"];
+    assert_eq!(meta["namespace"], "default");
+    assert_eq!(meta["uid"].as_str().unwrap().len(), 36);
+    assert!(meta["creationTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(meta.get("generation").is_none(), "ConfigMaps have no generation");
+    let rv1 = rv(&created);
+
+    let got = api.ok("GET", &format!("{base}/one"), None).await;
+    assert_eq!(got, created);
+    let (s, v) = api.call("POST", base, Some(cm("one", json!({})))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("AlreadyExists")));
+    assert_eq!(v["message"], "configmaps \"one\" already exists");
+
+    // PUT replaces; the resourceVersion is the store's mod revision and moves forward.
+    let mut next = got.clone();
+    next["data"] = json!({"new": "x"});
+    let updated = api.ok("PUT", &format!("{base}/one"), Some(next.clone())).await;
+    assert_eq!(updated["data"], json!({"new": "x"}));
+    assert!(rv(&updated) > rv1);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    // The same body again carries the old resourceVersion: 409 Conflict.
+    let (s, v) = api.call("PUT", &format!("{base}/one"), Some(next)).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("Conflict")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("the object has been modified"));
+    // An unchanged PUT writes nothing.
+    let same = api.ok("PUT", &format!("{base}/one"), Some(updated.clone())).await;
+    assert_eq!(rv(&same), rv(&updated));
+
+    // generateName.
+    let gen = api.ok("POST", base, Some(json!({"metadata": {"generateName": "gen-"}}))).await;
+    let name = gen["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+
+    // Bad requests are clean Statuses.
+    let (s, v) = api.call("PUT", &format!("{base}/one"), Some(cm("other", json!({})))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("does not match the name on the URL"));
+    let (s, v) = api.call("POST", base, Some(json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = api.call("POST", base, Some(json!({"kind": "Pod", "metadata": {"name": "x"}}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = api.call("POST", base, Some(json!({"metadata": {"name": "x", "namespace": "elsewhere"}}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = api.call_ct("POST", base, Some("application/json"), Some(b"{not json".to_vec())).await;
+    assert_eq!((s, v["kind"].as_str()), (StatusCode::BAD_REQUEST, Some("Status")));
+    let (s, _) = api.call_ct("POST", base, Some("application/json"), Some(b"[1,2]".to_vec())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = api.call_ct("POST", base, Some("application/vnd.kubernetes.protobuf"), Some(vec![0x6b, 0x38])).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("UnsupportedMediaType")));
+    let huge = format!("{{\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(3 * 1024 * 1024 + 10));
+    let (s, v) = api.call_ct("POST", base, Some("application/json"), Some(huge.into_bytes())).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLarge")));
+    // Under the body limit but over the store's request limit: 413, not a 500.
+    for size in [1600 * 1024, 2 * 1024 * 1024] {
+        let big = json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(size)}});
+        let (s, v) = api.call("POST", base, Some(big)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{size}: {v}");
+    }
+    let mut other_uid = updated.clone();
+    other_uid["metadata"]["uid"] = json!("someone-else");
+    let (s, v) = api.call("PUT", &format!("{base}/one"), Some(other_uid)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = api.call("GET", "/api/v1/namespaces/default/widgets", None).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::NOT_FOUND, Some("NotFound")));
+    let (s, _) = api.call("GET", "/apis/apps/v1/namespaces/default/configmaps", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("GET", &format!("{base}/one?limit=abc"), None).await;
+    assert_eq!(s, StatusCode::OK, "GET of one object ignores list parameters");
+    let (s, _) = api.call("GET", &format!("{base}?limit=abc"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.call("PUT", base, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+
+    // DELETE with a stale precondition, then for real.
+    let stale = json!({"preconditions": {"resourceVersion": rv1.to_string()}});
+    let (s, v) = api.call("DELETE", &format!("{base}/one"), Some(stale)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = api.call("DELETE", &format!("{base}/one"), None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("Success")), "{v}");
+    assert_eq!(v["details"]["uid"], created["metadata"]["uid"]);
+    let (s, v) = api.call("GET", &format!("{base}/one"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "configmaps \"one\" not found");
+    let (s, _) = api.call("DELETE", &format!("{base}/one"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_discovery() {
+    let api = Api::start().await;
+    for path in ["/api/v1/namespaces", "/api", "/version"] {
+        let resp = api.raw(Request::builder().uri(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let bad = Request::builder().uri(path).header("authorization", "Bearer nope").body(Body::empty()).unwrap();
+        assert_eq!(api.raw(bad).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    for path in ["/healthz", "/livez", "/readyz"] {
+        let resp = api.raw(Request::builder().uri(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+    let v = api.ok("GET", "/api", None).await;
+    assert_eq!(v["versions"], json!(["v1"]));
+    let v = api.ok("GET", "/apis", None).await;
+    assert_eq!(v["groups"][0]["name"], "apps");
+    assert_eq!(v["groups"][0]["preferredVersion"]["groupVersion"], "apps/v1");
+    let v = api.ok("GET", "/api/v1", None).await;
+    let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for want in ["namespaces", "namespaces/status", "namespaces/finalize", "pods", "pods/status", "configmaps", "secrets",
+                 "services", "services/status", "serviceaccounts", "nodes", "nodes/status", "events", "pods/binding"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let pods = v["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+    assert_eq!((pods["kind"].as_str(), pods["namespaced"].as_bool()), (Some("Pod"), Some(true)));
+    let v = api.ok("GET", "/apis/apps/v1", None).await;
+    assert_eq!(v["resources"][0]["name"], "deployments");
+    assert_eq!(api.ok("GET", "/apis/apps", None).await["kind"], "APIGroup");
+    assert_eq!(api.ok("GET", "/version", None).await["major"], "1");
+    let (s, _) = api.call("GET", "/apis/batch/v1", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Metrics (behind authentication, like everything but health).
+    api.ok("POST", "/api/v1/namespaces/default/configmaps", Some(cm("m", json!({})))).await;
+    api.call("GET", "/api/v1/namespaces/default/configmaps/none", None).await;
+    api.call("GET", "/no/such/thing", None).await;
+    let resp = api.raw(Request::builder().uri("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (s, text) = api.call("GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    for want in [
+        "apiserver_request_total{verb=\"create\",group=\"\",resource=\"configmaps\",code=\"201\"}",
+        "apiserver_request_total{verb=\"get\",group=\"\",resource=\"configmaps\",code=\"404\"}",
+        "apiserver_request_total{verb=\"get\",group=\"\",resource=\"other\",code=\"404\"}",
+        "apiserver_request_duration_seconds_bucket{verb=\"list\",group=\"\",resource=\"namespaces\",le=\"+Inf\"}",
+        "apiserver_registered_watchers ",
+        "etcd_request_duration_seconds_count{operation=\"create\"}",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_generation_and_status_subresource() {
+    let api = Api::start().await;
+    let d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "side", "image": "side:1"}
+            ]}}
+        },
+        "status": {"replicas": 99}
+    });
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let created = api.ok("POST", base, Some(d)).await;
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["spec"]["replicas"], 1, "defaulted");
+    assert_eq!(created["status"], json!({}), "status is reset on create");
+
+    // Strategic merge patch: containers merged by name, env merged by name.
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "2"}]}]}}}});
+    let (s, v) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/strategic-merge-patch+json"), Some(smp.to_string().into_bytes())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let cs = &v["spec"]["template"]["spec"]["containers"];
+    assert_eq!(cs.as_array().unwrap().len(), 2);
+    assert_eq!(cs[0]["image"], "app:2");
+    assert_eq!(cs[0]["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+    assert_eq!(cs[1]["name"], "side");
+    assert_eq!(v["metadata"]["generation"], 2);
+
+    // Merge patch replaces lists; status in the main resource is ignored.
+    let v = api.ok("PATCH", &format!("{base}/web"), Some(json!({"spec": {"replicas": 3}, "status": {"replicas": 7}}))).await;
+    assert_eq!((v["spec"]["replicas"].as_i64(), v["metadata"]["generation"].as_i64()), (Some(3), Some(3)));
+    assert_eq!(v["status"], json!({}));
+    // A metadata-only change does not bump the generation.
+    let v = api.ok("PATCH", &format!("{base}/web"), Some(json!({"metadata": {"labels": {"x": "y"}}}))).await;
+    assert_eq!(v["metadata"]["generation"], 3);
+
+    // JSON patch.
+    let jp = json!([{"op": "replace", "path": "/spec/replicas", "value": 5}, {"op": "test", "path": "/metadata/name", "value": "web"}]);
+    let (s, v) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/json-patch+json"), Some(jp.to_string().into_bytes())).await;
+    assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(5)), "{v}");
+    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/json-patch+json"), Some(b"[{\"op\":\"remove\",\"path\":\"/nope\"}]".to_vec())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/apply-patch+yaml"), Some(b"{}".to_vec())).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, _) = api.call("PATCH", &format!("{base}/missing"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A patch carrying a stale resourceVersion conflicts.
+    let (s, _) = api.call("PATCH", &format!("{base}/web"), Some(json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 2}}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // The status subresource changes only status.
+    let v = api.ok("PATCH", &format!("{base}/web/status"), Some(json!({"status": {"replicas": 5}, "spec": {"replicas": 9}}))).await;
+    assert_eq!((v["status"]["replicas"].as_i64(), v["spec"]["replicas"].as_i64()), (Some(5), Some(5)));
+    assert_eq!(v["metadata"]["generation"], 4);
+    let mut full = v.clone();
+    full["status"]["readyReplicas"] = json!(5);
+    full["spec"]["paused"] = json!(true);
+    let v = api.ok("PUT", &format!("{base}/web/status"), Some(full)).await;
+    assert_eq!(v["status"]["readyReplicas"], 5);
+    assert!(v["spec"].get("paused").is_none());
+    assert_eq!(api.ok("GET", &format!("{base}/web/status"), None).await["status"]["readyReplicas"], 5);
+    let (s, _) = api.call("PATCH", "/api/v1/namespaces/default/configmaps/x/status", Some(json!({}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "configmaps have no status subresource");
+
+    // Immutable selector; pod spec is immutable except images.
+    let (s, v) = api.call("PATCH", &format!("{base}/web"), Some(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}, "template": {"metadata": {"labels": {"app": "other"}}}}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.selector");
+    let pods = "/api/v1/namespaces/default/pods";
+    let p = api.ok("POST", pods, Some(pod("p"))).await;
+    assert_eq!(p["spec"]["serviceAccountName"], "default", "ServiceAccount admission");
+    assert_eq!((p["spec"]["restartPolicy"].as_str(), p["status"]["phase"].as_str()), (Some("Always"), Some("Pending")));
+    let smp = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}});
+    let (s, v) = api.call_ct("PATCH", &format!("{pods}/p"), Some("application/strategic-merge-patch+json"), Some(smp.to_string().into_bytes())).await;
+    assert_eq!((s, v["spec"]["containers"][0]["image"].as_str()), (StatusCode::OK, Some("busybox:1.37")), "{v}");
+    let (s, v) = api.call("PATCH", &format!("{pods}/p"), Some(json!({"spec": {"restartPolicy": "Never"}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_gives_one_cause_per_field() {
+    let api = Api::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let bad = json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "-bad-"}},
+                     "spec": {"containers": [{"name": "c"}, {"name": "c", "image": "x", "ports": [{"containerPort": 70000}]}], "restartPolicy": "Sometimes"}});
+    let (s, v) = api.call("POST", pods, Some(bad)).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Invalid")), "{v}");
+    let mut fields: Vec<String> = v["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap().to_string()).collect();
+    fields.sort();
+    assert_eq!(fields, ["metadata.labels[ok]", "metadata.name", "spec.containers[0].image", "spec.containers[1].name",
+                        "spec.containers[1].ports[0].containerPort", "spec.restartPolicy"], "{v}");
+    assert_eq!(v["details"]["kind"], "Pod");
+    let (s, v) = api.call("POST", pods, Some(json!({"metadata": {"name": "p"}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // The pod defaults create `spec`; what is missing is its containers.
+    assert_eq!(v["details"]["causes"][0], json!({"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}));
+    let (s, v) = api.call("POST", "/apis/apps/v1/namespaces/default/deployments", Some(json!({"metadata": {"name": "d"}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.selector", "{v}");
+    let (s, v) = api.call("POST", "/api/v1/namespaces/default/services", Some(json!({"metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "DNS-1035 for services: {v}");
+    let svc = api.ok("POST", "/api/v1/namespaces/default/services", Some(json!({"metadata": {"name": "svc"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))).await;
+    assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+    let dep = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}},
+        "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    let (s, v) = api.call("POST", "/apis/apps/v1/namespaces/default/deployments", Some(dep)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.template.metadata.labels");
+    let (s, v) = api.call("POST", "/api/v1/namespaces/default/secrets", Some(json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let secret = api.ok("POST", "/api/v1/namespaces/default/secrets", Some(json!({"metadata": {"name": "s"}, "stringData": {"k": "hi"}}))).await;
+    assert_eq!((secret["data"]["k"].as_str(), secret["type"].as_str()), (Some("aGk="), Some("Opaque")));
+    // Cluster-scoped kinds and the other core kinds work through the same table.
+    api.ok("POST", "/api/v1/nodes", Some(json!({"metadata": {"name": "n1"}, "status": {"capacity": {"cpu": "2"}}}))).await;
+    assert_eq!(api.ok("GET", "/api/v1/nodes/n1", None).await["status"]["capacity"]["cpu"], "2");
+    api.ok("POST", "/api/v1/namespaces/default/serviceaccounts", Some(json!({"metadata": {"name": "sa"}}))).await;
+    api.ok("POST", "/api/v1/namespaces/default/events", Some(json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started"}))).await;
+    // Events live for an hour: their key is attached to a store lease.
+    let mut etcd = etcd_client::Client::connect([&api.endpoint], None).await.unwrap();
+    let kv = etcd.get("/registry/events/default/e", None).await.unwrap();
+    let lease = kv.kvs()[0].lease();
+    assert!(lease != 0);
+    assert!(etcd.lease_time_to_live(lease, None).await.unwrap().ttl() > 3600);
+    assert_eq!(etcd.get("/registry/serviceaccounts/default/sa", None).await.unwrap().kvs()[0].lease(), 0);
+    let evs = api.ok("GET", "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp,reason%3DStarted", None).await;
+    assert_eq!(evs["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_and_namespace_lifecycle() {
+    let api = Api::start().await;
+    let (s, v) = api.call("POST", "/api/v1/namespaces/nowhere/configmaps", Some(cm("c", json!({})))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["message"], "namespaces \"nowhere\" not found");
+
+    api.create_ns("app").await;
+    let base = "/api/v1/namespaces/app/configmaps";
+    let mut obj = cm("held", json!({}));
+    obj["metadata"]["finalizers"] = json!(["example.com/hold", "example.com/other"]);
+    api.ok("POST", base, Some(obj)).await;
+    let (s, v) = api.call("DELETE", &format!("{base}/held"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ts = v["metadata"]["deletionTimestamp"].clone();
+    assert!(ts.is_string());
+    // A second DELETE changes nothing; the object is still readable.
+    let (s, v) = api.call("DELETE", &format!("{base}/held"), None).await;
+    assert_eq!((s, &v["metadata"]["deletionTimestamp"]), (StatusCode::OK, &ts));
+    // Updates cannot clear deletionTimestamp.
+    let v = api.ok("PATCH", &format!("{base}/held"), Some(json!({"metadata": {"deletionTimestamp": null, "finalizers": ["example.com/other"]}}))).await;
+    assert_eq!(v["metadata"]["deletionTimestamp"], ts);
+    // Removing the last finalizer removes the object.
+    api.ok("PATCH", &format!("{base}/held"), Some(json!({"metadata": {"finalizers": null}}))).await;
+    let (s, _) = api.call("GET", &format!("{base}/held"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Deleting a namespace makes it Terminating; nothing new may be created in it.
+    let (s, v) = api.call("DELETE", "/api/v1/namespaces/app", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"]["phase"], "Terminating");
+    let (s, v) = api.call("POST", base, Some(cm("late", json!({})))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::FORBIDDEN, Some("Forbidden")), "{v}");
+    // The namespace controller's finalize call releases it.
+    let mut ns = api.ok("GET", "/api/v1/namespaces/app", None).await;
+    ns["spec"]["finalizers"] = json!([]);
+    api.ok("PUT", "/api/v1/namespaces/app/finalize", Some(ns)).await;
+    let (s, _) = api.call("GET", "/api/v1/namespaces/app", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_selectors_and_pagination() {
+    let api = Api::start().await;
+    api.create_ns("other").await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    for i in 0..7 {
+        let tier = if i % 2 == 0 { "fe" } else { "be" };
+        api.ok("POST", base, Some(cm(&format!("cm-{i}"), json!({"app": "shop", "tier": tier})))).await;
+    }
+    api.ok("POST", "/api/v1/namespaces/other/configmaps", Some(cm("elsewhere", json!({"app": "shop"})))).await;
+    let names = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    let all = api.ok("GET", base, None).await;
+    assert_eq!(all["kind"], "ConfigMapList");
+    assert_eq!(names(&all).len(), 7);
+    assert_eq!(names(&api.ok("GET", "/api/v1/configmaps", None).await).len(), 8, "across namespaces");
+
+    // Pages of 3 at one revision, even with a write in between.
+    let p1 = api.ok("GET", &format!("{base}?limit=3"), None).await;
+    let list_rv = p1["metadata"]["resourceVersion"].clone();
+    assert_eq!(names(&p1), ["cm-0", "cm-1", "cm-2"]);
+    api.ok("POST", base, Some(cm("cm-9", json!({})))).await;
+    let token = p1["metadata"]["continue"].as_str().unwrap();
+    let p2 = api.ok("GET", &format!("{base}?limit=3&continue={token}"), None).await;
+    assert_eq!(names(&p2), ["cm-3", "cm-4", "cm-5"]);
+    assert_eq!(p2["metadata"]["resourceVersion"], list_rv);
+    let token = p2["metadata"]["continue"].as_str().unwrap();
+    let p3 = api.ok("GET", &format!("{base}?limit=3&continue={token}"), None).await;
+    assert_eq!(names(&p3), ["cm-6"], "cm-9 was written after the list's revision");
+    assert!(p3["metadata"].get("continue").is_none());
+    let (s, _) = api.call("GET", &format!("{base}?limit=3&continue=garbage"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Selectors, also combined with pagination.
+    let sel = |q: &str| format!("{base}?labelSelector={}", q.replace(' ', "%20").replace('!', "%21").replace('=', "%3D").replace(',', "%2C"));
+    assert_eq!(names(&api.ok("GET", &sel("tier=fe"), None).await), ["cm-0", "cm-2", "cm-4", "cm-6"]);
+    assert_eq!(names(&api.ok("GET", &sel("tier!=fe,app"), None).await), ["cm-1", "cm-3", "cm-5"]);
+    assert_eq!(names(&api.ok("GET", &sel("tier in (be),app notin (x)"), None).await), ["cm-1", "cm-3", "cm-5"]);
+    assert_eq!(names(&api.ok("GET", &sel("!tier"), None).await), ["cm-9"]);
+    let page = api.ok("GET", &format!("{}&limit=2", sel("tier=fe")), None).await;
+    assert_eq!(names(&page), ["cm-0", "cm-2"]);
+    let page = api.ok("GET", &format!("{}&limit=2&continue={}", sel("tier=fe"), page["metadata"]["continue"].as_str().unwrap()), None).await;
+    assert_eq!(names(&page), ["cm-4", "cm-6"]);
+    let (s, _) = api.call("GET", &sel("tier in fe"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(names(&api.ok("GET", &format!("{base}?fieldSelector=metadata.name%3Dcm-3"), None).await), ["cm-3"]);
+    let (s, v) = api.call("GET", &format!("{base}?fieldSelector=spec.nodeName%3Dn1"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // Pods: spec.nodeName and status.phase.
+    let pods = "/api/v1/namespaces/default/pods";
+    api.ok("POST", pods, Some(pod("unscheduled"))).await;
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("n1");
+    api.ok("POST", pods, Some(bound)).await;
+    assert_eq!(names(&api.ok("GET", &format!("{pods}?fieldSelector=spec.nodeName%3Dn1"), None).await), ["bound"]);
+    assert_eq!(names(&api.ok("GET", &format!("{pods}?fieldSelector=spec.nodeName%3D"), None).await), ["unscheduled"]);
+    api.ok("PATCH", &format!("{pods}/bound/status"), Some(json!({"status": {"phase": "Running"}}))).await;
+    assert_eq!(names(&api.ok("GET", &format!("{pods}?fieldSelector=status.phase%3DRunning"), None).await), ["bound"]);
+    assert_eq!(names(&api.ok("GET", "/api/v1/pods?fieldSelector=status.phase%21%3DRunning", None).await), ["unscheduled"]);
+
+    // Exact reads at an old revision, and 410 once it is compacted.
+    let exact = api.ok("GET", &format!("{base}?resourceVersion={}&resourceVersionMatch=Exact", list_rv.as_str().unwrap()), None).await;
+    assert_eq!(names(&exact).len(), 7);
+    let p1 = api.ok("GET", &format!("{base}?limit=2"), None).await;
+    let mut etcd = etcd_client::Client::connect([&api.endpoint], None).await.unwrap();
+    api.ok("POST", base, Some(cm("after", json!({})))).await;
+    let head = etcd.get("x", None).await.unwrap().header().unwrap().revision();
+    etcd.compact(head, None).await.unwrap();
+    let (s, v) = api.call("GET", &format!("{base}?limit=2&continue={}", p1["metadata"]["continue"].as_str().unwrap()), None).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::GONE, Some("Expired")), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_resume_filter_bookmark_and_expire() {
+    let api = Api::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let a = api.ok("POST", base, Some(cm("a", json!({"app": "x"})))).await;
+    let start = rv(&a);
+    api.ok("PATCH", &format!("{base}/a"), Some(json!({"data": {"k": "2"}}))).await;
+    api.ok("POST", base, Some(cm("b", json!({"app": "y"})))).await;
+    api.ok("DELETE", &format!("{base}/a"), None).await;
+
+    // Resume after `start`: exactly the later changes, in order, with their revisions.
+    let (s, evs) = api.watch(&format!("{base}?watch=true&resourceVersion={start}"), 3, Duration::from_secs(10)).await;
+    assert_eq!(s, StatusCode::OK);
+    let got: Vec<(String, String)> = evs.iter().map(|e| (e["type"].as_str().unwrap().into(), e["object"]["metadata"]["name"].as_str().unwrap().into())).collect();
+    assert_eq!(got, [("MODIFIED".into(), "a".into()), ("ADDED".into(), "b".into()), ("DELETED".into(), "a".into())]);
+    let rvs: Vec<i64> = evs.iter().map(|e| rv(&e["object"])).collect();
+    assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
+
+    // No resourceVersion: the current state as ADDED first; selectors filter; timeoutSeconds ends it.
+    let began = std::time::Instant::now();
+    let (_, evs) = api.watch(&format!("{base}?watch=1&labelSelector=app%3Dy&timeoutSeconds=1"), 10, Duration::from_secs(10)).await;
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0]["type"].as_str(), evs[0]["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("b")));
+    assert!(began.elapsed() < Duration::from_secs(5));
+
+    // An object leaving the selection is DELETED for that watcher.
+    let head: i64 = api.ok("GET", base, None).await["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    api.ok("PATCH", &format!("{base}/b"), Some(json!({"metadata": {"labels": {"app": "z"}}}))).await;
+    let (_, evs) = api.watch(&format!("{base}?watch=true&labelSelector=app%3Dy&resourceVersion={head}"), 1, Duration::from_secs(10)).await;
+    assert_eq!(evs[0]["type"], "DELETED");
+
+    // Bookmarks carry only a resourceVersion.
+    let (_, evs) = api.watch(&format!("{base}?watch=true&resourceVersion={head}&allowWatchBookmarks=true"), 2, Duration::from_secs(10)).await;
+    let bm = evs.iter().find(|e| e["type"] == "BOOKMARK").expect("a bookmark");
+    assert_eq!(bm["object"]["kind"], "ConfigMap");
+    assert!(bm["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() > head);
+
+    // Watch-list (kubectl delete --wait): initial events, then the initial-events-end bookmark.
+    let (_, evs) = api.watch(&format!("{base}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"), 2, Duration::from_secs(10)).await;
+    assert_eq!(evs[0]["type"], "ADDED");
+    assert_eq!(evs[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    let (s, _) = api.call("GET", &format!("{base}?watch=true&sendInitialEvents=true"), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api.call("GET", &format!("{base}?watch=true&resourceVersion=abc"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // A compacted resourceVersion: the stream starts, then ERROR with a 410 Status.
+    let mut etcd = etcd_client::Client::connect([&api.endpoint], None).await.unwrap();
+    let now = etcd.get("x", None).await.unwrap().header().unwrap().revision();
+    etcd.compact(now, None).await.unwrap();
+    let (s, evs) = api.watch(&format!("{base}?watch=true&resourceVersion={start}"), 1, Duration::from_secs(10)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(evs[0]["type"], "ERROR");
+    assert_eq!((evs[0]["object"]["code"].as_i64(), evs[0]["object"]["reason"].as_str()), (Some(410), Some("Expired")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_binding_and_delete_collection() {
+    let api = Api::start().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let d = json!({"metadata": {"name": "web"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+        "template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    api.ok("POST", deps, Some(d)).await;
+    let scale = api.ok("GET", &format!("{deps}/web/scale"), None).await;
+    assert_eq!((scale["kind"].as_str(), scale["apiVersion"].as_str()), (Some("Scale"), Some("autoscaling/v1")));
+    assert_eq!(scale["spec"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=web,tier");
+    // kubectl scale: a merge patch of the Scale.
+    let v = api.ok("PATCH", &format!("{deps}/web/scale"), Some(json!({"spec": {"replicas": 4}}))).await;
+    assert_eq!(v["spec"]["replicas"], 4);
+    let dep = api.ok("GET", &format!("{deps}/web"), None).await;
+    assert_eq!((dep["spec"]["replicas"].as_i64(), dep["metadata"]["generation"].as_i64()), (Some(4), Some(2)));
+    let mut put = v.clone();
+    put["spec"]["replicas"] = json!(2);
+    assert_eq!(api.ok("PUT", &format!("{deps}/web/scale"), Some(put.clone())).await["spec"]["replicas"], 2);
+    let (s, _) = api.call("PUT", &format!("{deps}/web/scale"), Some(put)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the Scale's resourceVersion is a precondition");
+    let (s, _) = api.call("PATCH", &format!("{deps}/web/scale"), Some(json!({"spec": {"replicas": -1}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api.call("GET", "/api/v1/namespaces/default/pods/p/scale", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The scheduler's binding sets spec.nodeName once.
+    let pods = "/api/v1/namespaces/default/pods";
+    api.ok("POST", pods, Some(pod("p"))).await;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (s, v) = api.call("POST", &format!("{pods}/p/binding"), Some(binding.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let p = api.ok("GET", &format!("{pods}/p"), None).await;
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    assert_eq!(p["status"]["conditions"][0]["type"], "PodScheduled");
+    let (s, v) = api.call("POST", &format!("{pods}/p/binding"), Some(binding)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, _) = api.call("POST", &format!("{pods}/p/binding"), Some(json!({"target": {}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // deletecollection with a selector.
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for (n, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        api.ok("POST", cms, Some(cm(n, json!({"app": app})))).await;
+    }
+    let v = api.ok("DELETE", &format!("{cms}?labelSelector=app%3Dx"), None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let left = api.ok("GET", cms, None).await;
+    assert_eq!(left["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect::<Vec<_>>(), ["c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_pod_deletion() {
+    let api = Api::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    // Not on a node: gone at once.
+    api.ok("POST", pods, Some(pod("pending"))).await;
+    let v = api.ok("DELETE", &format!("{pods}/pending"), None).await;
+    assert_eq!(v["metadata"]["name"], "pending", "pods answer the deleted object");
+    assert_eq!(api.call("GET", &format!("{pods}/pending"), None).await.0, StatusCode::NOT_FOUND);
+    // On a node: marked with its grace period; the kubelet's status updates do not remove it.
+    let mut p = pod("running");
+    p["spec"]["nodeName"] = json!("n1");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(20);
+    api.ok("POST", pods, Some(p)).await;
+    let v = api.ok("DELETE", &format!("{pods}/running"), None).await;
+    assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 20);
+    let deadline = v["metadata"]["deletionTimestamp"].as_str().unwrap().to_string();
+    assert!(deadline.as_str() > v["metadata"]["creationTimestamp"].as_str().unwrap());
+    api.ok("PATCH", &format!("{pods}/running/status"), Some(json!({"status": {"phase": "Running"}}))).await;
+    // A longer grace period changes nothing; a shorter one shortens it.
+    let v = api.ok("DELETE", &format!("{pods}/running?gracePeriodSeconds=60"), None).await;
+    assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 20);
+    let v = api.ok("DELETE", &format!("{pods}/running"), Some(json!({"kind": "DeleteOptions", "gracePeriodSeconds": 5}))).await;
+    assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 5);
+    // The kubelet's final delete.
+    api.ok("DELETE", &format!("{pods}/running?gracePeriodSeconds=0"), None).await;
+    assert_eq!(api.call("GET", &format!("{pods}/running"), None).await.0, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("DELETE", &format!("{pods}/x?gracePeriodSeconds=soon"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
