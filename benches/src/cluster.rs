@@ -466,7 +466,7 @@ fn member_args(
 
 /// Spawns `binary args…` with stdout+stderr appended to `log_path`, stdin closed, and
 /// PR_SET_PDEATHSIG so the child dies with this process.
-fn spawn(binary: &Path, args: &[String], log_path: &Path) -> Result<Child> {
+pub(crate) fn spawn(binary: &Path, args: &[String], log_path: &Path) -> Result<Child> {
     let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log2 = log.try_clone()?;
     let mut cmd = Command::new(binary);

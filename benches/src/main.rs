@@ -41,9 +41,14 @@
 //!
 //! Modules: `cluster` (spawning/stopping N-member clusters), `load` (workloads → result
 //! structs), `report` (table + JSON), `stats` (percentiles, rates, ratios).
+//!
+//! `benches apiserver` is a separate benchmark of `ferrokube apiserver` (create throughput,
+//! LIST, watch fan-out through the watch cache): see `apiserver.rs`; `https.rs` is its client.
 #![deny(clippy::all)]
 
+mod apiserver;
 mod cluster;
+mod https;
 mod load;
 mod report;
 mod stats;
@@ -70,6 +75,8 @@ struct Cli {
 enum Cmd {
     /// Store benchmark: etcd vs ferrokube store over the etcd v3 API.
     Store(StoreOpts),
+    /// Apiserver benchmark: create throughput, LIST, and watch fan-out through the watch cache.
+    Apiserver(apiserver::ApiserverOpts),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -404,6 +411,7 @@ async fn main() -> ExitCode {
     let run = async {
         match cli.command {
             Cmd::Store(o) => run_store(o).await,
+            Cmd::Apiserver(o) => apiserver::run(o).await,
         }
     };
     // On ctrl-c the run future is dropped, which drops any Cluster and stops its servers.
