@@ -491,12 +491,15 @@ async fn removed_follower_stops_serving_and_the_cluster_keeps_writing() {
     // and must not take that for its own removal.
     let peer_url = c.members[gone].peer_url.clone();
     bounded("member add again", CALL_BOUND, client.member_add([peer_url.as_str()], None)).await.expect("member add");
+    // Same name too (as an operator replacing a broken member would do), on a fresh data dir.
     let peer_port: u16 = peer_url.rsplit(':').next().unwrap().parse().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let name = c.members[gone].config.name.clone();
     let again = Member::new(
-        &c.root,
-        "again",
+        &fresh,
+        &name,
         (free_ports(1)[0], peer_port),
-        &c.initial_with("again", &peer_url),
+        &c.members[gone].config.initial_cluster,
         ClusterState::Existing,
     );
     assert_eq!(again.id, c.members[gone].id, "same peer URL, same member id");
@@ -509,8 +512,13 @@ async fn removed_follower_stops_serving_and_the_cluster_keeps_writing() {
     let node = c.members[n].node().clone();
     assert!(!node.is_removed(), "the re-added member took the old removal for its own");
     let mut ac = c.members[n].client().await;
+    let got = bounded("linearizable read on the re-added member", CALL_BOUND, ac.get("k", None)).await.expect("get");
+    assert_eq!(got.kvs()[0].value(), b"still");
     put(&mut ac, "k", "through the re-added member").await;
     wait_value(&c.members[via], "k", "through the re-added member").await;
+    // The members stop before their data dirs go.
+    drop(c);
+    drop(fresh);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

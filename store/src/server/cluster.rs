@@ -294,7 +294,7 @@ fn started_voters(current: &Membership<NodeId, Member>) -> Vec<bool> {
 fn enough_started_to_add_voter(voters_started: &[bool]) -> bool {
     let members = voters_started.len() + 1;
     let started = voters_started.iter().filter(|s| **s).count() + 1;
-    started >= members / 2 + 1
+    started > members / 2
 }
 
 /// `--strict-reconfig-check` for removing voter `id`, etcd's rules: the remaining voters that
