@@ -76,8 +76,8 @@ enum TargetKind {
     Etcd,
 }
 
-/// The nemeses a plain `chaos run` uses: all but `membership` (opt-in, see the README).
-const DEFAULT_NEMESES: &str = "partition,isolate,ring,kill,pause,lossy";
+/// The nemeses a plain `chaos run` uses: all of them.
+const DEFAULT_NEMESES: &str = "partition,isolate,ring,kill,pause,lossy,membership";
 /// What the unsafe mode uses unless told otherwise: faults that leave a cut-off member
 /// serving reads while the majority moves on.
 const UNSAFE_NEMESES: &str = "isolate,partition";
@@ -98,8 +98,8 @@ struct RunArgs {
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
     /// Nemeses: `all`, `none`, or a comma-separated list of partition, isolate, ring, kill,
-    /// pause, lossy, membership [default: partition,isolate,ring,kill,pause,lossy; with
-    /// --unsafe-serializable-reads: isolate,partition].
+    /// pause, lossy, membership [default: all of them; with --unsafe-serializable-reads:
+    /// isolate,partition].
     #[arg(long)]
     nemesis: Option<String>,
     /// Seconds each fault stays in place.
