@@ -70,23 +70,9 @@ struct Server {
 
 impl Server {
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Some(child) = self.child.take() {
+            crate::cluster::stop_child(child, Duration::from_secs(10));
         }
-        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped: not reused.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

@@ -85,28 +85,33 @@ impl Member {
     /// Stops the child this member spawned: SIGTERM to its PID, wait up to `grace`,
     /// then SIGKILL (via the `Child` handle, i.e. the same PID). Idempotent.
     fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
+        if let Some(child) = self.child.take() {
+            stop_child(child, grace);
+        }
+    }
+}
+
+/// Stops a child process we spawned: SIGTERM to its PID, wait up to `grace`, then SIGKILL
+/// (via the `Child` handle, i.e. the same PID).
+pub fn stop_child(mut child: std::process::Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on the PID of a child we spawned and have not reaped yet, so the
+    // PID cannot have been reused.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return;
         }
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: plain kill(2) on the PID of a child we spawned and have not reaped yet,
-        // so the PID cannot have been reused.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// N members of one kind, stopped on drop.

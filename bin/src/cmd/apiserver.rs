@@ -59,18 +59,10 @@ pub fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         );
         println!("kubeconfig: {}", server.kubeconfig.display());
         println!("serving on https://{}", server.addr);
-        wait_for_termination().await?;
+        super::wait_for_termination().await?;
         tracing::info!("shutting down");
         server.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_termination() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
-    Ok(())
-}

@@ -2,3 +2,13 @@
 
 pub mod apiserver;
 pub mod store;
+
+/// Resolves on SIGTERM or Ctrl-C: when a server subcommand shuts down gracefully.
+async fn wait_for_termination() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

@@ -152,7 +152,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             "serving the etcd v3 API"
         );
         tokio::select! {
-            signal = wait_for_termination() => {
+            signal = super::wait_for_termination() => {
                 signal?;
                 tracing::info!("shutting down");
             }
@@ -166,14 +166,6 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_termination() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
-    Ok(())
-}
 
 /// Loads a backup into a fresh data dir; `ferrokube store --data-dir` then starts a new
 /// single-member cluster with the backed-up keys, revisions and leases.
