@@ -264,7 +264,7 @@ async fn authentication_and_discovery() {
     assert_eq!(v["resources"][0]["name"], "deployments");
     assert_eq!(api.ok("GET", "/apis/apps", None).await["kind"], "APIGroup");
     assert_eq!(api.ok("GET", "/version", None).await["major"], "1");
-    let (s, _) = api.call("GET", "/apis/batch/v1", None).await;
+    let (s, _) = api.call("GET", "/apis/nosuch.example.com/v1", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Metrics (behind authentication, like everything but health).
@@ -672,4 +672,277 @@ async fn graceful_pod_deletion() {
     assert_eq!(api.call("GET", &format!("{pods}/running"), None).await.0, StatusCode::NOT_FOUND);
     let (s, _) = api.call("DELETE", &format!("{pods}/x?gracePeriodSeconds=soon"), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// A pod template labelled `app=<app>`, with a restart policy a Job accepts.
+fn template(app: &str) -> Value {
+    json!({"metadata": {"labels": {"app": app}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}})
+}
+
+/// One row per kind added for issue 6: where it lives, a valid object, and an invalid one with
+/// the field its 422 must name.
+struct KindCase {
+    /// The collection: `/apis/batch/v1/namespaces/default/jobs`.
+    collection: &'static str,
+    valid: Value,
+    invalid: Value,
+    invalid_field: &'static str,
+}
+
+fn kind_cases() -> Vec<KindCase> {
+    let c = |collection: &'static str, valid: Value, invalid: Value, invalid_field: &'static str| KindCase {
+        collection,
+        valid,
+        invalid,
+        invalid_field,
+    };
+    vec![
+        c("/api/v1/namespaces/default/endpoints",
+          json!({"metadata": {"name": "ep"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]}),
+          json!({"metadata": {"name": "bad"}, "subsets": [{"ports": [{"port": 0}]}]}),
+          "subsets[0].ports[0].port"),
+        c("/api/v1/persistentvolumes",
+          json!({"metadata": {"name": "pv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/pv"}}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Keep"}}),
+          "spec.persistentVolumeReclaimPolicy"),
+        c("/api/v1/namespaces/default/persistentvolumeclaims",
+          json!({"metadata": {"name": "pvc"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "standard"}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"accessModes": ["Sometimes"], "resources": {"requests": {"storage": "1Gi"}}}}),
+          "spec.accessModes[0]"),
+        c("/api/v1/namespaces/default/resourcequotas",
+          json!({"metadata": {"name": "rq"}, "spec": {"hard": {"pods": "10", "requests.cpu": "4"}}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"scopes": ["Nope"]}}),
+          "spec.scopes[0]"),
+        c("/api/v1/namespaces/default/limitranges",
+          json!({"metadata": {"name": "lr"}, "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"limits": [{"type": "Node"}]}}),
+          "spec.limits[0].type"),
+        c("/api/v1/namespaces/default/replicationcontrollers",
+          json!({"metadata": {"name": "rc"}, "spec": {"replicas": 2, "selector": {"app": "rc"}, "template": template("rc")}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"replicas": -1, "template": template("rc")}}),
+          "spec.replicas"),
+        c("/api/v1/namespaces/default/podtemplates",
+          json!({"metadata": {"name": "pt"}, "template": template("pt")}),
+          json!({"metadata": {"name": "bad"}, "template": {"spec": {"containers": []}}}),
+          "template.spec.containers"),
+        c("/apis/apps/v1/namespaces/default/replicasets",
+          json!({"metadata": {"name": "rs"}, "spec": {"selector": {"matchLabels": {"app": "rs"}}, "template": template("rs")}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"template": template("rs")}}),
+          "spec.selector"),
+        c("/apis/apps/v1/namespaces/default/statefulsets",
+          json!({"metadata": {"name": "sts"}, "spec": {"serviceName": "sts", "selector": {"matchLabels": {"app": "sts"}}, "template": template("sts")}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"podManagementPolicy": "Random", "selector": {"matchLabels": {"app": "sts"}}, "template": template("sts")}}),
+          "spec.podManagementPolicy"),
+        c("/apis/apps/v1/namespaces/default/daemonsets",
+          json!({"metadata": {"name": "ds"}, "spec": {"selector": {"matchLabels": {"app": "ds"}}, "template": template("ds")}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"updateStrategy": {"type": "Sometimes"}, "selector": {"matchLabels": {"app": "ds"}}, "template": template("ds")}}),
+          "spec.updateStrategy.type"),
+        c("/apis/apps/v1/namespaces/default/controllerrevisions",
+          json!({"metadata": {"name": "cr"}, "revision": 1, "data": {"spec": {"template": template("cr")}}}),
+          json!({"metadata": {"name": "bad"}, "revision": -1}),
+          "revision"),
+        c("/apis/batch/v1/namespaces/default/jobs",
+          json!({"metadata": {"name": "job"}, "spec": {"template": template("job")}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}}),
+          "spec.template.spec.restartPolicy"),
+        c("/apis/batch/v1/namespaces/default/cronjobs",
+          json!({"metadata": {"name": "cj"}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template("cj")}}}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"schedule": "every minute", "jobTemplate": {"spec": {"template": template("cj")}}}}),
+          "spec.schedule"),
+        c("/apis/coordination.k8s.io/v1/namespaces/default/leases",
+          json!({"metadata": {"name": "lease"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"leaseDurationSeconds": 0}}),
+          "spec.leaseDurationSeconds"),
+        c("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+          json!({"metadata": {"name": "eps"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}], "ports": [{"port": 80}]}),
+          json!({"metadata": {"name": "bad"}, "addressType": "IPv5", "endpoints": []}),
+          "addressType"),
+        c("/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+          json!({"metadata": {"name": "ing"}, "spec": {"rules": [{"host": "a.example.com", "http": {"paths": [
+              {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"rules": [{"http": {"paths": [
+              {"path": "/", "pathType": "Glob", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+          "spec.rules[0].http.paths[0].pathType"),
+        c("/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+          json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"minAvailable": 1, "maxUnavailable": "50%"}}),
+          "spec"),
+        c("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
+          json!({"metadata": {"name": "hpa"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+              "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
+          json!({"metadata": {"name": "bad"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 3}}),
+          "spec.maxReplicas"),
+    ]
+}
+
+fn cause_fields(v: &Value) -> Vec<String> {
+    v["details"]["causes"].as_array().map(|cs| cs.iter().filter_map(|c| c["field"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_added_kind_round_trips_and_rejects_invalid_objects() {
+    let api = Api::start().await;
+    for case in kind_cases() {
+        let coll = case.collection;
+        let name = case.valid["metadata"]["name"].as_str().unwrap().to_string();
+        let created = api.ok("POST", coll, Some(case.valid.clone())).await;
+        assert_eq!(created["metadata"]["name"], name.as_str(), "{coll}");
+        let kind = created["kind"].as_str().unwrap_or_default().to_string();
+        assert!(!kind.is_empty(), "{coll}: {created}");
+        let item = format!("{coll}/{name}");
+        let mut got = api.ok("GET", &item, None).await;
+        assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"], "{coll}");
+        let list = api.ok("GET", coll, None).await;
+        assert_eq!(list["kind"], format!("{kind}List"), "{coll}");
+        assert_eq!(list["items"].as_array().unwrap().len(), 1, "{coll}: {list}");
+        got["metadata"]["labels"] = json!({"updated": "yes"});
+        let updated = api.ok("PUT", &item, Some(got)).await;
+        assert_eq!(updated["metadata"]["labels"]["updated"], "yes", "{coll}");
+        assert!(rv(&updated) > rv(&created), "{coll}");
+
+        let (s, v) = api.call("POST", coll, Some(case.invalid.clone())).await;
+        assert_eq!((s, v["reason"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Invalid")), "{coll}: {v}");
+        assert!(cause_fields(&v).iter().any(|f| f == case.invalid_field), "{coll}: want {} in {v}", case.invalid_field);
+        assert_eq!(v["details"]["kind"], kind.as_str(), "{coll}");
+
+        api.ok("DELETE", &item, None).await;
+        let (s, _) = api.call("GET", &item, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{coll}");
+
+        // Wrong shapes where the strategies look are 422s, never a 500 or a panic.
+        for junk in [json!("x"), json!(5), json!([1]), json!({"selector": 5, "template": "t", "jobTemplate": [], "minReplicas": "a"})] {
+            let body = json!({"metadata": {"name": "junk"}, "spec": junk.clone(), "template": junk.clone(), "subsets": junk.clone()});
+            let (s, v) = api.call("POST", coll, Some(body)).await;
+            assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::CREATED, "{coll} {junk}: {s} {v}");
+            if s == StatusCode::CREATED {
+                api.ok("DELETE", &format!("{coll}/junk"), None).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_selectors_must_match_their_templates() {
+    let api = Api::start().await;
+    let mismatched = |spec: Value| json!({"metadata": {"name": "w"}, "spec": spec});
+    let cases = [
+        ("/api/v1/namespaces/default/replicationcontrollers", mismatched(json!({"selector": {"app": "a"}, "template": template("b")}))),
+        ("/apis/apps/v1/namespaces/default/replicasets", mismatched(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template("b")}))),
+        ("/apis/apps/v1/namespaces/default/statefulsets", mismatched(json!({"serviceName": "s", "selector": {"matchLabels": {"app": "a"}}, "template": template("b")}))),
+        ("/apis/apps/v1/namespaces/default/daemonsets", mismatched(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template("b")}))),
+        ("/apis/batch/v1/namespaces/default/jobs", mismatched(json!({"manualSelector": true, "selector": {"matchLabels": {"app": "a"}}, "template": template("b")}))),
+    ];
+    for (coll, obj) in cases {
+        let (s, v) = api.call("POST", coll, Some(obj)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{coll}: {v}");
+        assert!(cause_fields(&v).iter().any(|f| f == "spec.template.metadata.labels"), "{coll}: {v}");
+    }
+    let (s, v) = api.call("POST", "/apis/apps/v1/namespaces/default/daemonsets", Some(mismatched(json!({"selector": {}, "template": template("b")})))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(cause_fields(&v).iter().any(|f| f == "spec.selector"), "{v}");
+    // A ReplicationController without a selector selects its template's labels.
+    let rc = api.ok("POST", "/api/v1/namespaces/default/replicationcontrollers", Some(json!({"metadata": {"name": "rc"}, "spec": {"template": template("rc")}}))).await;
+    assert_eq!((rc["spec"]["selector"].clone(), rc["spec"]["replicas"].as_i64()), (json!({"app": "rc"}), Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_kinds_defaults_immutable_fields_generation_and_scale() {
+    let api = Api::start().await;
+    // Jobs: generated selector, defaults, status reset, immutable selector and template.
+    let jobs = "/apis/batch/v1/namespaces/default/jobs";
+    let job = api.ok("POST", jobs, Some(json!({"metadata": {"name": "j"}, "spec": {"template": template("j")}, "status": {"active": 3}}))).await;
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(job["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"], "j");
+    assert_eq!((job["spec"]["backoffLimit"].as_i64(), job["spec"]["completions"].as_i64(), job["spec"]["parallelism"].as_i64()), (Some(6), Some(1), Some(1)));
+    assert_eq!(job["status"], json!({}));
+    assert_eq!(job["metadata"]["generation"], 1);
+    let (s, v) = api.call("PATCH", &format!("{jobs}/j"), Some(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "other"}]}}}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(cause_fields(&v), ["spec.template"], "{v}");
+    let v = api.ok("PATCH", &format!("{jobs}/j/status"), Some(json!({"status": {"active": 1}}))).await;
+    assert_eq!(v["status"]["active"], 1);
+    let v = api.ok("PATCH", &format!("{jobs}/j"), Some(json!({"spec": {"backoffLimit": 2}}))).await;
+    assert_eq!((v["metadata"]["generation"].as_i64(), v["status"]["active"].as_i64()), (Some(2), Some(1)));
+    let queue = api.ok("POST", jobs, Some(json!({"metadata": {"name": "q"}, "spec": {"parallelism": 3, "template": template("q")}}))).await;
+    assert!(queue["spec"].get("completions").is_none(), "a work queue keeps completions unset: {queue}");
+
+    // StatefulSets: serviceName and selector are immutable; generation counts spec changes.
+    let sts = "/apis/apps/v1/namespaces/default/statefulsets";
+    api.ok("POST", sts, Some(json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template("db")}}))).await;
+    let (s, v) = api.call("PATCH", &format!("{sts}/db"), Some(json!({"spec": {"serviceName": "other", "selector": {"matchLabels": {"app": "db", "x": "y"}}}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut fields = cause_fields(&v);
+    fields.sort();
+    assert!(fields.contains(&"spec.serviceName".to_string()) && fields.contains(&"spec.selector".to_string()), "{v}");
+    let v = api.ok("PATCH", &format!("{sts}/db/scale"), Some(json!({"spec": {"replicas": 3}}))).await;
+    assert_eq!((v["spec"]["replicas"].as_i64(), v["status"]["selector"].as_str()), (Some(3), Some("app=db")));
+    let db = api.ok("GET", &format!("{sts}/db"), None).await;
+    assert_eq!((db["spec"]["replicas"].as_i64(), db["metadata"]["generation"].as_i64()), (Some(3), Some(2)));
+    assert_eq!(db["spec"]["podManagementPolicy"], "OrderedReady");
+
+    // PVCs: the storage class is immutable, the requested size is not.
+    let pvcs = "/api/v1/namespaces/default/persistentvolumeclaims";
+    api.ok("POST", pvcs, Some(json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "fast"}}))).await;
+    let (s, v) = api.call("PATCH", &format!("{pvcs}/data"), Some(json!({"spec": {"storageClassName": "slow"}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(cause_fields(&v), ["spec.storageClassName"], "{v}");
+    api.ok("PATCH", &format!("{pvcs}/data"), Some(json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}}))).await;
+
+    // Scale of ReplicationControllers (a plain label-map selector) and ReplicaSets.
+    let rcs = "/api/v1/namespaces/default/replicationcontrollers";
+    api.ok("POST", rcs, Some(json!({"metadata": {"name": "rc"}, "spec": {"selector": {"app": "rc"}, "template": template("rc")}}))).await;
+    let v = api.ok("GET", &format!("{rcs}/rc/scale"), None).await;
+    assert_eq!((v["spec"]["replicas"].as_i64(), v["status"]["selector"].as_str()), (Some(1), Some("app=rc")));
+    let rss = "/apis/apps/v1/namespaces/default/replicasets";
+    api.ok("POST", rss, Some(json!({"metadata": {"name": "rs"}, "spec": {"selector": {"matchLabels": {"app": "rs"}}, "template": template("rs")}}))).await;
+    assert_eq!(api.ok("PATCH", &format!("{rss}/rs/scale"), Some(json!({"spec": {"replicas": 5}}))).await["spec"]["replicas"], 5);
+    let (s, _) = api.call("GET", "/apis/apps/v1/namespaces/default/daemonsets/x/scale", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // CronJob and HPA defaults; cluster-scoped PersistentVolumes.
+    let cj = api.ok("POST", "/apis/batch/v1/namespaces/default/cronjobs", Some(json!({"metadata": {"name": "cj"}, "spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": template("cj")}}}}))).await;
+    assert_eq!((cj["spec"]["concurrencyPolicy"].as_str(), cj["spec"]["successfulJobsHistoryLimit"].as_i64()), (Some("Allow"), Some(3)));
+    let hpa = api.ok("POST", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
+        Some(json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 4}}))).await;
+    assert_eq!(hpa["spec"]["minReplicas"], 1);
+    // Counters kube-apiserver always serializes start at 0 (typed clients require them).
+    assert_eq!(hpa["status"], json!({"desiredReplicas": 0}));
+    let pv = api.ok("POST", "/api/v1/persistentvolumes", Some(json!({"metadata": {"name": "pv1", "namespace": "default"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}}))).await;
+    assert!(pv["metadata"].get("namespace").is_none_or(Value::is_null), "{pv}");
+    let mut etcd = etcd_client::Client::connect([&api.endpoint], None).await.unwrap();
+    assert_eq!(etcd.get("/registry/persistentvolumes/pv1", None).await.unwrap().kvs().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_every_added_kind() {
+    let api = Api::start().await;
+    let want: &[(&str, &[&str])] = &[
+        ("/api/v1", &["endpoints", "persistentvolumes", "persistentvolumes/status", "persistentvolumeclaims", "persistentvolumeclaims/status",
+                      "resourcequotas", "resourcequotas/status", "limitranges", "replicationcontrollers", "replicationcontrollers/status",
+                      "replicationcontrollers/scale", "podtemplates"]),
+        ("/apis/apps/v1", &["deployments", "replicasets", "replicasets/status", "replicasets/scale", "statefulsets", "statefulsets/status",
+                            "statefulsets/scale", "daemonsets", "daemonsets/status", "controllerrevisions"]),
+        ("/apis/batch/v1", &["jobs", "jobs/status", "cronjobs", "cronjobs/status"]),
+        ("/apis/coordination.k8s.io/v1", &["leases"]),
+        ("/apis/discovery.k8s.io/v1", &["endpointslices"]),
+        ("/apis/networking.k8s.io/v1", &["ingresses", "ingresses/status"]),
+        ("/apis/policy/v1", &["poddisruptionbudgets", "poddisruptionbudgets/status"]),
+        ("/apis/autoscaling/v2", &["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
+    ];
+    for (path, resources) in want {
+        let v = api.ok("GET", path, None).await;
+        let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        for r in *resources {
+            assert!(names.contains(r), "{r} missing from {path}: {names:?}");
+        }
+    }
+    let pv = api.ok("GET", "/api/v1", None).await["resources"].as_array().unwrap().iter().find(|r| r["name"] == "persistentvolumes").cloned().unwrap();
+    assert_eq!((pv["namespaced"].as_bool(), pv["shortNames"].clone()), (Some(false), json!(["pv"])));
+    let groups = api.ok("GET", "/apis", None).await;
+    let gvs: Vec<&str> = groups["groups"].as_array().unwrap().iter().map(|g| g["preferredVersion"]["groupVersion"].as_str().unwrap()).collect();
+    assert_eq!(gvs, ["apps/v1", "autoscaling/v2", "batch/v1", "coordination.k8s.io/v1", "discovery.k8s.io/v1", "networking.k8s.io/v1", "policy/v1"]);
+    for group in ["batch", "coordination.k8s.io", "policy"] {
+        assert_eq!(api.ok("GET", &format!("/apis/{group}"), None).await["kind"], "APIGroup");
+    }
 }

@@ -212,6 +212,47 @@ print("ok")
 }
 
 #[test]
+fn python_typed_clients_of_every_api_group() {
+    let api = Apiserver::start(&[]);
+    api.python(
+        r#"
+t = {"metadata": {"labels": {"app": "w"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+job = client.BatchV1Api().create_namespaced_job("default", {"metadata": {"name": "j"}, "spec": {"template": t}})
+assert job.spec.backoff_limit == 6 and job.spec.selector.match_labels, job.spec
+body = expect_status(422, client.BatchV1Api().create_namespaced_job, "default",
+                     {"metadata": {"name": "bad"}, "spec": {"template": dict(t, spec=dict(t["spec"], restartPolicy="Always"))}})
+assert body["details"]["causes"][0]["field"] == "spec.template.spec.restartPolicy", body
+cj = client.BatchV1Api().create_namespaced_cron_job("default", {"metadata": {"name": "cj"}, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": t}}}})
+assert cj.spec.concurrency_policy == "Allow"
+lease = client.CoordinationV1Api().create_namespaced_lease("default", {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}})
+assert client.CoordinationV1Api().read_namespaced_lease("l", "default").spec.holder_identity == "me"
+client.DiscoveryV1Api().create_namespaced_endpoint_slice("default", {"metadata": {"name": "s"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]})
+assert len(client.DiscoveryV1Api().list_namespaced_endpoint_slice("default").items) == 1
+client.NetworkingV1Api().create_namespaced_ingress("default", {"metadata": {"name": "i"}, "spec": {"rules": [{"host": "a.example", "http": {"paths": [
+    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+client.PolicyV1Api().create_namespaced_pod_disruption_budget("default", {"metadata": {"name": "p"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "w"}}}})
+hpa = client.AutoscalingV2Api().create_namespaced_horizontal_pod_autoscaler("default",
+    {"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}})
+assert hpa.spec.min_replicas == 1
+sts = apps.create_namespaced_stateful_set("default", {"metadata": {"name": "db"}, "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "w"}}, "template": t}})
+assert apps.patch_namespaced_stateful_set_scale("db", "default", {"spec": {"replicas": 2}}).spec.replicas == 2
+sel = {"matchLabels": {"app": "w"}}
+apps.create_namespaced_replica_set("default", {"metadata": {"name": "rs"}, "spec": {"selector": sel, "template": t}})
+apps.create_namespaced_daemon_set("default", {"metadata": {"name": "ds"}, "spec": {"selector": sel, "template": t}})
+assert apps.read_namespaced_daemon_set_status("ds", "default").status.number_ready == 0
+v1.create_namespaced_replication_controller("default", {"metadata": {"name": "rc"}, "spec": {"template": t}})
+assert v1.read_namespaced_replication_controller_scale("rc", "default").status.selector == "app=w"
+assert client.PolicyV1Api().read_namespaced_pod_disruption_budget("p", "default").status.disruptions_allowed == 0
+v1.create_namespaced_persistent_volume_claim("default", {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+v1.create_persistent_volume({"metadata": {"name": "pv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp"}}})
+assert [p.metadata.name for p in v1.list_persistent_volume().items] == ["pv"]
+print("ok")
+"#,
+        &[],
+    );
+}
+
+#[test]
 fn python_list_pagination_and_label_selectors() {
     let api = Apiserver::start(&[]);
     api.python(

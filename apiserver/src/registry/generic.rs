@@ -58,9 +58,19 @@ fn scale_view(obj: &Value) -> Value {
         "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
             "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": obj.pointer("/spec/selector").map(crate::registry::selector::selector_string).unwrap_or_default(),
+            "selector": obj.pointer("/spec/selector").map(scale_selector).unwrap_or_default(),
         },
     })
+}
+
+/// A Scale's `status.selector`: from a LabelSelector, or from a ReplicationController's plain
+/// label map (`{"app": "web"}`).
+fn scale_selector(selector: &Value) -> String {
+    if selector.get("matchLabels").is_some() || selector.get("matchExpressions").is_some() {
+        crate::registry::selector::selector_string(selector)
+    } else {
+        crate::registry::selector::selector_string(&json!({ "matchLabels": selector }))
+    }
 }
 
 /// Parameters of a watch.

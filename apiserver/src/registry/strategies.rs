@@ -7,7 +7,8 @@ use crate::error::Cause;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::NameRule;
 
-/// Kinds with nothing special: ConfigMap, ServiceAccount.
+/// Kinds with nothing special: ConfigMap, ServiceAccount, Endpoints, LimitRange, PodTemplate,
+/// Lease, EndpointSlice.
 pub struct DefaultStrategy;
 impl Strategy for DefaultStrategy {}
 
@@ -268,24 +269,289 @@ impl Strategy for DeploymentStrategy {
         );
     }
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
-        let Some(selector) = obj.pointer("/spec/selector") else { return };
-        let labels = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
-        if !crate::registry::selector::label_selector_matches(selector, &labels) {
-            causes.push(Cause::invalid(
-                "spec.template.metadata.labels",
-                &labels,
-                "`selector` does not match template `labels`",
-            ));
-        }
-        let empty = selector.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
-            && selector.get("matchExpressions").and_then(Value::as_array).is_none_or(|m| m.is_empty());
-        if empty {
-            causes.push(Cause::invalid("spec.selector", selector, "empty selector is invalid for deployment"));
-        }
+        validate_template_selector(obj, "deployment", causes);
     }
     fn validate_update(&self, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
         if new.pointer("/spec/selector") != old.pointer("/spec/selector") {
             causes.push(Cause::immutable("spec.selector"));
+        }
+    }
+}
+
+/// The rule every pod-template workload shares: `spec.selector` (a LabelSelector) is not empty
+/// and selects the pods of `spec.template`, or the controller would adopt pods it never made
+/// and never see the ones it makes. `what` names the kind in the message, as kube-apiserver does.
+fn validate_template_selector(obj: &Value, what: &str, causes: &mut Vec<Cause>) {
+    let Some(selector) = obj.pointer("/spec/selector") else { return };
+    let labels = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+    if !crate::registry::selector::label_selector_matches(selector, &labels) {
+        causes.push(Cause::invalid("spec.template.metadata.labels", &labels, "`selector` does not match template `labels`"));
+    }
+    let empty = selector.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+        && selector.get("matchExpressions").and_then(Value::as_array).is_none_or(|m| m.is_empty());
+    if empty {
+        causes.push(Cause::invalid("spec.selector", selector, &format!("empty selector is invalid for {what}")));
+    }
+}
+
+/// A strategy made of data: the kinds added for issue 6 differ only in these few facts, so
+/// each is one `static` in `kinds.rs` rather than one more type here.
+pub struct RulesStrategy {
+    /// Whether `metadata.generation` counts spec changes (kinds a controller reconciles).
+    pub generation: bool,
+    /// Whether create starts from an empty status (kinds with a status subresource: the
+    /// controller, not the client, writes status).
+    pub reset_status: bool,
+    /// Status counters kube-apiserver always serializes (Go `int32` without `omitempty`), so
+    /// the reset status has them at 0: typed clients (the Python one) reject a status
+    /// without them.
+    pub status_zeroes: &'static [&'static str],
+    /// Defaults applied on create.
+    pub prepare: fn(&mut Value),
+    /// Kind-specific rules on create and update.
+    pub validate: fn(&Value, &mut Vec<Cause>),
+    /// Dotted paths that may not change after create.
+    pub immutable: &'static [&'static str],
+}
+
+impl RulesStrategy {
+    /// No defaults, no rules, no immutable fields: a kind the schema describes completely.
+    pub const PLAIN: Self = Self {
+        generation: false,
+        reset_status: false,
+        status_zeroes: &[],
+        prepare: no_prepare,
+        validate: no_validate,
+        immutable: &[],
+    };
+}
+
+/// For `RulesStrategy::prepare` when there are no defaults.
+pub fn no_prepare(_obj: &mut Value) {}
+
+/// For `RulesStrategy::validate` when the schema says it all.
+pub fn no_validate(_obj: &Value, _causes: &mut Vec<Cause>) {}
+
+impl Strategy for RulesStrategy {
+    fn tracks_generation(&self) -> bool {
+        self.generation
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if self.reset_status {
+            obj["status"] = self.status_zeroes.iter().map(|f| (f.to_string(), json!(0))).collect::<Map<String, Value>>().into();
+        }
+        (self.prepare)(obj);
+    }
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        (self.validate)(obj, causes);
+    }
+    fn validate_update(&self, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+        for field in self.immutable {
+            let pointer = format!("/{}", field.replace('.', "/"));
+            if new.pointer(&pointer) != old.pointer(&pointer) {
+                causes.push(Cause::immutable(*field));
+            }
+        }
+    }
+}
+
+/// Defaults a map under `obj` (`spec`, `spec.jobTemplate.spec`), creating it if needed.
+fn defaults_at(obj: &mut Value, pointer: &str, defaults: &[(&str, Value)]) {
+    let Some(target) = obj.pointer_mut(pointer) else { return };
+    let Some(map) = target.as_object_mut() else { return };
+    for (k, v) in defaults {
+        default_field(map, k, v.clone());
+    }
+}
+
+/// ReplicaSet and StatefulSet: one replica unless told.
+pub fn prepare_replicas(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    defaults_at(obj, "/spec", &[("replicas", json!(1))]);
+}
+
+/// StatefulSet: kube-apiserver's defaults for the fields users read back.
+pub fn prepare_statefulset(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    defaults_at(
+        obj,
+        "/spec",
+        &[
+            ("replicas", json!(1)),
+            ("podManagementPolicy", json!("OrderedReady")),
+            ("revisionHistoryLimit", json!(10)),
+            ("updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})),
+        ],
+    );
+}
+
+/// DaemonSet: rolling updates one node at a time.
+pub fn prepare_daemonset(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    defaults_at(
+        obj,
+        "/spec",
+        &[
+            ("revisionHistoryLimit", json!(10)),
+            ("updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})),
+        ],
+    );
+}
+
+/// ReplicationController: the selector defaults to the template's labels (the v1 rule), and
+/// one replica.
+pub fn prepare_replicationcontroller(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    let labels = obj.pointer("/spec/template/metadata/labels").cloned();
+    let spec = obj_mut(obj, "spec");
+    default_field(spec, "replicas", json!(1));
+    let unset = spec.get("selector").and_then(Value::as_object).is_none_or(|m| m.is_empty());
+    if let (true, Some(labels)) = (unset, labels) {
+        spec.insert("selector".into(), labels);
+    }
+}
+
+/// ReplicaSet, StatefulSet, DaemonSet: the selector is required (the schema says so) and must
+/// select the template.
+pub fn validate_apps_workload(obj: &Value, causes: &mut Vec<Cause>) {
+    let what = obj.get("kind").and_then(Value::as_str).unwrap_or("workload").to_ascii_lowercase();
+    validate_template_selector(obj, &what, causes);
+}
+
+/// ReplicationController: its selector is a plain label map, which must select the template.
+pub fn validate_replicationcontroller(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(selector) = obj.pointer("/spec/selector") else {
+        causes.push(Cause::required("spec.selector", ""));
+        return;
+    };
+    let as_label_selector = json!({"spec": {
+        "selector": {"matchLabels": selector},
+        "template": obj.pointer("/spec/template").cloned().unwrap_or(json!({})),
+    }});
+    let mut found = Vec::new();
+    validate_template_selector(&as_label_selector, "replicationcontroller", &mut found);
+    causes.extend(found);
+}
+
+/// The label kube-apiserver puts on a Job's pods and selects them by.
+const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// Job: without `manualSelector` the selector is generated from the Job's uid (a user-chosen
+/// one could select another Job's pods), and the template gets the matching labels; then the
+/// defaults (`backoffLimit` 6, `completions`/`parallelism` 1 as kube-apiserver sets them for
+/// a plain one-pod Job).
+pub fn prepare_job(obj: &mut Value) {
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
+    let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+    let manual = obj.pointer("/spec/manualSelector").and_then(Value::as_bool).unwrap_or(false);
+    let spec = obj_mut(obj, "spec");
+    if !manual && spec.get("selector").is_none() {
+        spec.insert("selector".into(), json!({"matchLabels": {JOB_UID_LABEL: uid}}));
+        let template = spec.entry("template").or_insert(json!({}));
+        if let Some(template) = template.as_object_mut() {
+            let meta = template.entry("metadata").or_insert(json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                let labels = meta.entry("labels").or_insert(json!({}));
+                if !labels.is_object() {
+                    *labels = json!({});
+                }
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert(JOB_UID_LABEL.into(), uid.clone());
+                    labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+                    labels.insert("controller-uid".into(), uid);
+                    labels.insert("job-name".into(), name);
+                }
+            }
+        }
+    }
+    default_field(spec, "backoffLimit", json!(6));
+    // A Job with neither is one pod run once; one with only `parallelism` is a work queue,
+    // whose `completions` stays unset.
+    if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
+        spec.insert("completions".into(), json!(1));
+    }
+    default_field(spec, "parallelism", json!(1));
+    default_field(spec, "completionMode", json!("NonIndexed"));
+    default_field(spec, "suspend", json!(false));
+}
+
+/// Job: the (possibly generated) selector selects the template; a Job's pods must not
+/// restart in place (`Always` would never let it complete).
+pub fn validate_job(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_template_selector(obj, "job", causes);
+    if let Some(policy) = obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+        if policy == "Always" {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: {}: supported values: \"OnFailure\", \"Never\"", json!(policy)),
+                field: "spec.template.spec.restartPolicy".into(),
+            });
+        }
+    }
+}
+
+/// CronJob: kube-apiserver's defaults.
+pub fn prepare_cronjob(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    defaults_at(
+        obj,
+        "/spec",
+        &[
+            ("concurrencyPolicy", json!("Allow")),
+            ("suspend", json!(false)),
+            ("successfulJobsHistoryLimit", json!(3)),
+            ("failedJobsHistoryLimit", json!(1)),
+        ],
+    );
+}
+
+/// CronJob: a schedule the controller can parse (five fields or a `@` macro), and a job
+/// template whose pods do not restart in place.
+pub fn validate_cronjob(obj: &Value, causes: &mut Vec<Cause>) {
+    if let Some(schedule) = obj.pointer("/spec/schedule").and_then(Value::as_str) {
+        let macros = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+        let body = schedule.split_whitespace().filter(|f| !f.starts_with("TZ=") && !f.starts_with("CRON_TZ=")).count();
+        let ok = macros.contains(&schedule.trim()) || schedule.trim().starts_with("@every ") || body == 5;
+        if !ok {
+            causes.push(Cause::invalid("spec.schedule", &json!(schedule), "unparseable schedule: expected exactly 5 fields"));
+        }
+    }
+    if let Some(policy) = obj.pointer("/spec/jobTemplate/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+        if policy == "Always" {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: {}: supported values: \"OnFailure\", \"Never\"", json!(policy)),
+                field: "spec.jobTemplate.spec.template.spec.restartPolicy".into(),
+            });
+        }
+    }
+}
+
+/// PodDisruptionBudget: `minAvailable` and `maxUnavailable` exclude each other.
+pub fn validate_pdb(obj: &Value, causes: &mut Vec<Cause>) {
+    let set = |f: &str| obj.pointer(&format!("/spec/{f}")).is_some_and(|v| !v.is_null());
+    if set("minAvailable") && set("maxUnavailable") {
+        causes.push(Cause::invalid(
+            "spec",
+            obj.get("spec").unwrap_or(&Value::Null),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+}
+
+/// HorizontalPodAutoscaler: `minReplicas` defaults to 1 and may not exceed `maxReplicas`.
+pub fn prepare_hpa(obj: &mut Value) {
+    obj_mut(obj, "spec");
+    defaults_at(obj, "/spec", &[("minReplicas", json!(1))]);
+}
+
+/// HorizontalPodAutoscaler: the bounds are ordered.
+pub fn validate_hpa(obj: &Value, causes: &mut Vec<Cause>) {
+    let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64);
+    let max = obj.pointer("/spec/maxReplicas").and_then(Value::as_i64);
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            causes.push(Cause::invalid("spec.maxReplicas", &json!(max), "must be greater than or equal to `minReplicas`"));
         }
     }
 }
