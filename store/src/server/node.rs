@@ -531,12 +531,10 @@ async fn member_read_index(node: Weak<StoreNode>) -> Result<u64> {
 /// raised throughput 15-50 % (`benches store --members 3`, member CPU/put rows). A single
 /// voter measured the same way in the first place (openraft 0.9 fsyncs once per entry).
 async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut paused: watch::Receiver<bool>) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(1));
     while let Some(first) = queue.recv().await {
         if paused.wait_for(|p| !*p).await.is_err() {
             return;
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let mut bytes = first.size;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -550,41 +548,36 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut pa
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let entry = InternalBatch { requests }.encode_to_vec();
-        // Submitted here, in queue order; answered by a task when applied.
-        let submitted = raft.client_write_ff(Command(entry)).await;
-        tokio::spawn(async move {
-            let outcome = match submitted {
-                Err(_fatal) => Err(Error::Stopped),
-                Ok(applied) => match applied.await {
-                    Err(_) => Err(Error::Stopped),
-                    Ok(Ok(written)) => Ok(written),
-                    // Leadership was lost with the batch submitted: it may or may not commit
-                    // under the next leader, so the outcome is unknown ("leader changed",
-                    // Unavailable), as etcd answers; never "not leader", which would claim it
-                    // was refused.
-                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::LeaderChanged),
-                    Ok(Err(ClientWriteError::ChangeMembershipError(e))) => Err(Error::InvalidArgument(e.to_string())),
-                },
-            };
-            drop(permit);
-            match outcome {
-                Ok(written) => {
-                    let mut results = written.data.results.into_iter();
-                    for reply in replies {
-                        let result = results.next().unwrap_or_else(|| {
-                            (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
-                        });
-                        // The caller may have timed out and gone: nothing to tell it then.
-                        let _ = reply.send(result.0.map(|r| (r, result.1)));
-                    }
-                }
-                Err(error) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(error.clone()));
-                    }
+        // The one entry in flight: the next batch forms while this one is replicated and applied.
+        let outcome = match raft.client_write_ff(Command(entry)).await {
+            Err(_fatal) => Err(Error::Stopped),
+            Ok(applied) => match applied.await {
+                Err(_) => Err(Error::Stopped),
+                Ok(Ok(written)) => Ok(written),
+                // Leadership was lost with the batch submitted: it may or may not commit under
+                // the next leader, so the outcome is unknown ("leader changed", Unavailable), as
+                // etcd answers; never "not leader", which would claim it was refused.
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::LeaderChanged),
+                Ok(Err(ClientWriteError::ChangeMembershipError(e))) => Err(Error::InvalidArgument(e.to_string())),
+            },
+        };
+        match outcome {
+            Ok(written) => {
+                let mut results = written.data.results.into_iter();
+                for reply in replies {
+                    let result = results.next().unwrap_or_else(|| {
+                        (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
+                    });
+                    // The caller may have timed out and gone: nothing to tell it then.
+                    let _ = reply.send(result.0.map(|r| (r, result.1)));
                 }
             }
-        });
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 }
 
