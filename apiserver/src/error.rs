@@ -101,6 +101,10 @@ pub enum Error {
     /// 504: the request did not finish within the server's per-request timeout.
     #[error("{0}")]
     Timeout(String),
+    /// 504 (reason Timeout, cause ResourceVersionTooLarge): the client asked for a
+    /// resourceVersion the store has not reached, e.g. one from another cluster.
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: i64, current: i64 },
     /// 503: the store cannot be reached or did not answer in time; clients retry.
     #[error("{0}")]
     Unavailable(String),
@@ -160,6 +164,10 @@ impl Error {
 impl From<etcd_client::Error> for Error {
     fn from(e: etcd_client::Error) -> Self {
         match &e {
+            etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision is a future revision") => {
+                // The store does not say how far it is; the registry checks first where it can.
+                Error::TooLargeResourceVersion { requested: -1, current: -1 }
+            }
             etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision has been compacted") => {
                 Error::Expired(format!("The resourceVersion for the provided list is too old: {}", s.message()))
             }

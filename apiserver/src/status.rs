@@ -21,7 +21,7 @@ fn code_and_reason(e: &Error) -> (StatusCode, &'static str) {
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
         Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
-        Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
+        Error::Timeout(_) | Error::TooLargeResourceVersion { .. } => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
         Error::Internal(_) | Error::KeyNotFound(_) | Error::KeyExists(_) | Error::PreconditionFailed(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
         }
@@ -53,6 +53,11 @@ pub fn status_of(e: &Error) -> (StatusCode, Value) {
             Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
         }
         Error::Unavailable(_) | Error::Timeout(_) => Some(json!({"retryAfterSeconds": 1})),
+        // client-go's IsTooLargeResourceVersion looks for this cause.
+        Error::TooLargeResourceVersion { .. } => Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        })),
         _ => None,
     };
     if let Some(mut d) = details {

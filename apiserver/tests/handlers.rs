@@ -592,6 +592,52 @@ async fn watches_resume_filter_bookmark_and_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_versions_from_the_future_and_legacy_watch_paths() {
+    let api = Api::start().await;
+    let created = api.ok("POST", "/api/v1/namespaces/default/configmaps", Some(cm("a", json!({})))).await;
+    let at = rv(&created);
+    let future = at + 1000;
+    let too_large = |s: StatusCode, v: &Value| {
+        assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
+        assert_eq!(v["reason"], "Timeout", "{v}");
+        assert_eq!(v["details"]["causes"][0]["reason"], "ResourceVersionTooLarge", "{v}");
+        assert!(v["message"].as_str().unwrap().starts_with(&format!("Too large resource version: {future}, current: ")), "{v}");
+    };
+    // GET: a reached revision (or none) reads the object; a future one is 504, not the object.
+    for q in ["", "?resourceVersion=0", &format!("?resourceVersion={at}")] {
+        let v = api.ok("GET", &format!("/api/v1/namespaces/default/configmaps/a{q}"), None).await;
+        assert_eq!(rv(&v), at);
+    }
+    let (s, v) = api.call("GET", &format!("/api/v1/namespaces/default/configmaps/a?resourceVersion={future}"), None).await;
+    too_large(s, &v);
+    // LIST: NotOlderThan (explicit or implied) and Exact; Exact used to reach the edge as a 500.
+    for q in [format!("resourceVersion={future}"), format!("resourceVersion={future}&resourceVersionMatch=NotOlderThan"),
+              format!("resourceVersion={future}&resourceVersionMatch=Exact")] {
+        let (s, v) = api.call("GET", &format!("/api/v1/namespaces/default/configmaps?{q}"), None).await;
+        too_large(s, &v);
+    }
+    let list = api.ok("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={at}"), None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // WATCH from a future revision is refused before the stream starts.
+    let (s, v) = api.call("GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={future}"), None).await;
+    too_large(s, &v);
+
+    // /api/v1/watch/...: the collection, and one object by name.
+    api.ok("POST", "/api/v1/namespaces/default/configmaps", Some(cm("b", json!({})))).await;
+    let path = format!("/api/v1/watch/namespaces/default/configmaps?resourceVersion={at}");
+    let (s, events) = api.watch(&path, 1, Duration::from_secs(10)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!((events[0]["type"].as_str(), events[0]["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("b")));
+    api.ok("PATCH", "/api/v1/namespaces/default/configmaps/b", Some(json!({"data": {"k": "1"}}))).await;
+    api.ok("PATCH", "/api/v1/namespaces/default/configmaps/a", Some(json!({"data": {"k": "2"}}))).await;
+    let (_, events) = api.watch(&format!("/api/v1/watch/namespaces/default/configmaps/a?resourceVersion={at}"), 1, Duration::from_secs(10)).await;
+    assert_eq!(events[0]["object"]["metadata"]["name"], "a", "only the named object: {events:?}");
+    assert_eq!(events[0]["object"]["data"]["k"], "2");
+    let (s, _) = api.call("POST", "/api/v1/watch/namespaces/default/configmaps", Some(cm("c", json!({})))).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_binding_and_delete_collection() {
     let api = Api::start().await;
     let deps = "/apis/apps/v1/namespaces/default/deployments";

@@ -74,6 +74,28 @@ pub fn parse_target(path: &str) -> Result<Target> {
     Ok(target)
 }
 
+/// The deprecated watch paths kube-apiserver still serves: `/api/v1/watch/namespaces/ns/pods`
+/// is `/api/v1/namespaces/ns/pods?watch=true`, and `/api/v1/watch/namespaces/ns/pods/web` the
+/// same with `fieldSelector=metadata.name=web`. Returns the collection path and the name.
+pub fn legacy_watch(path: &str) -> Option<(String, Option<String>)> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let at = match segs.as_slice() {
+        ["", "api", _, "watch", ..] => 3,
+        ["", "apis", _, _, "watch", ..] => 4,
+        _ => return None,
+    };
+    let (head, rest) = (&segs[..at], &segs[at + 1..]);
+    // A collection is `res` or `namespaces/ns/res`; one more segment names an object, except
+    // under `namespaces` itself (`watch/namespaces/ns` is the namespace ns).
+    let (collection, name) = match rest {
+        ["namespaces", ns, res, name] => (vec!["namespaces", ns, res], Some(*name)),
+        ["namespaces", ns] => (vec!["namespaces"], Some(*ns)),
+        [res, name] if *res != "namespaces" => (vec![*res], Some(*name)),
+        other => (other.to_vec(), None),
+    };
+    Some(([head, &collection[..]].concat().join("/"), name.map(String::from)))
+}
+
 /// The query parameters we read; all strings, so a malformed value becomes a clean 400.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,17 +162,30 @@ pub fn parse_query(uri: &Uri) -> Result<Query> {
     Ok(q)
 }
 
+/// How much of an oversized body is read and thrown away before answering 413. Over HTTP/2 a
+/// response to a request whose body is still arriving resets the stream, and clients report a
+/// stream error instead of the 413 Status; past this bound they get the reset.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Reads the body, refusing more than 3 MiB.
 pub async fn read_body(body: Body) -> Result<bytes::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            Error::TooLarge(MAX_BODY_BYTES)
-        } else {
-            Error::BadRequest(format!("reading the request body: {e}"))
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("reading the request body: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
         }
-    })
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(Error::TooLarge(MAX_BODY_BYTES));
+    }
+    Ok(kept.freeze())
 }
 
 /// Decodes a create/update body: JSON, or no Content-Type (the Python client sends none on
@@ -241,5 +276,22 @@ mod tests {
         assert!(matches!(parse_target("/api/v1/namespaces/a/nodes"), Err(Error::UnknownPath)));
         assert!(matches!(parse_target("/apis/apps/v1/pods"), Err(Error::UnknownPath)));
         assert!(matches!(parse_target("/api/v1/namespaces//pods"), Err(Error::UnknownPath)));
+    }
+
+    #[test]
+    fn legacy_watch_paths() {
+        let lw = |p: &str| legacy_watch(p).map(|(path, name)| (path, name.unwrap_or_default()));
+        assert_eq!(lw("/api/v1/watch/pods"), Some(("/api/v1/pods".into(), "".into())));
+        assert_eq!(lw("/api/v1/watch/namespaces/ns/pods"), Some(("/api/v1/namespaces/ns/pods".into(), "".into())));
+        assert_eq!(lw("/api/v1/watch/namespaces/ns/pods/web"), Some(("/api/v1/namespaces/ns/pods".into(), "web".into())));
+        assert_eq!(lw("/api/v1/watch/namespaces"), Some(("/api/v1/namespaces".into(), "".into())));
+        assert_eq!(lw("/api/v1/watch/namespaces/ns"), Some(("/api/v1/namespaces".into(), "ns".into())));
+        assert_eq!(lw("/api/v1/watch/nodes/n1"), Some(("/api/v1/nodes".into(), "n1".into())));
+        assert_eq!(
+            lw("/apis/apps/v1/watch/namespaces/ns/deployments/d"),
+            Some(("/apis/apps/v1/namespaces/ns/deployments".into(), "d".into()))
+        );
+        assert_eq!(lw("/api/v1/namespaces/ns/pods"), None);
+        assert_eq!(lw("/apis/apps/v1/deployments"), None);
     }
 }

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::discovery::resource_list;
-use super::request::{is_write, json_body, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target};
+use super::request::{
+    is_write, json_body, legacy_watch, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target,
+};
 use super::AppState;
 use crate::error::Error;
 use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest};
@@ -41,8 +43,27 @@ fn method_not_allowed(method: &Method, what: &str) -> Error {
 
 async fn serve(st: AppState, req: Request) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let target = parse_target(parts.uri.path())?;
-    let query = parse_query(&parts.uri)?;
+    let mut query = parse_query(&parts.uri)?;
+    let target = match legacy_watch(parts.uri.path()) {
+        Some((collection, name)) => {
+            if parts.method != Method::GET {
+                return Err(method_not_allowed(&parts.method, "a watch path"));
+            }
+            query.watch = Some("true".into());
+            if let Some(name) = name {
+                let by_name = format!("metadata.name={name}");
+                query.field_selector = Some(match query.field_selector.take().filter(|f| !f.is_empty()) {
+                    Some(f) => format!("{f},{by_name}"),
+                    None => by_name,
+                });
+            }
+            match parse_target(&collection)? {
+                t @ Target::Collection { .. } => t,
+                _ => return Err(Error::UnknownPath),
+            }
+        }
+        None => parse_target(parts.uri.path())?,
+    };
     let method = parts.method;
     let headers = parts.headers;
     let reg = &st.registry;
@@ -59,8 +80,8 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                 if parse_bool("watch", &query.watch)?.unwrap_or(false) {
                     return watch(st, kind, namespace, selector, &query).await;
                 }
-                let opts = list_options(&query)?;
-                Ok(Json(reg.list(kind, namespace.as_deref(), &selector, opts).await?).into_response())
+                let (opts, not_older_than) = list_options(&query)?;
+                Ok(Json(reg.list(kind, namespace.as_deref(), &selector, opts, not_older_than).await?).into_response())
             }
             Method::POST => {
                 if kind.namespaced && namespace.is_none() {
@@ -114,7 +135,10 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                 return Err(method_not_allowed(&method, kind.resource));
             }
             match method {
-                Method::GET if sub != Some("finalize") => Ok(Json(reg.get(kind, ns, &name).await?).into_response()),
+                Method::GET if sub != Some("finalize") => {
+                    let rv = query.resource_version.as_deref();
+                    Ok(Json(reg.get_not_older_than(kind, ns, &name, rv).await?).into_response())
+                }
                 Method::PUT => {
                     let body = json_body(&headers, &read_body(body).await?)?;
                     Ok(Json(reg.update(kind, ns, &name, sub, body).await?).into_response())
@@ -161,28 +185,27 @@ fn delete_options(bytes: &[u8]) -> Result<(Preconditions, Option<i64>)> {
     Ok((Preconditions { uid, resource_version }, grace))
 }
 
-fn list_options(q: &Query) -> Result<ListOptions> {
+/// The list options, and the NotOlderThan revision the answer must reach (0: any).
+fn list_options(q: &Query) -> Result<(ListOptions, i64)> {
     let limit = parse_int("limit", &q.limit)?;
     let rv = q.resource_version.as_deref().unwrap_or("");
     let continue_token = q.continue_token.clone().filter(|c| !c.is_empty());
     if continue_token.is_some() && !(rv.is_empty() || rv == "0") {
         return Err(Error::BadRequest("specifying resource version is not allowed when using continue".into()));
     }
-    let revision = match q.resource_version_match.as_deref() {
+    let (revision, not_older_than) = match q.resource_version_match.as_deref() {
         Some("Exact") => {
             let r = parse_int("resourceVersion", &q.resource_version)?.filter(|r| *r > 0).ok_or_else(|| {
                 Error::BadRequest("resourceVersionMatch=Exact needs a resourceVersion".into())
             })?;
-            Some(r)
+            (Some(r), 0)
         }
-        None | Some("") | Some("NotOlderThan") => {
-            // Any non-negative revision is accepted; the latest state is never older.
-            parse_int("resourceVersion", &q.resource_version)?;
-            None
-        }
+        // The latest state is never older than a revision the store has reached; one it has
+        // not reached is refused by the registry.
+        None | Some("") | Some("NotOlderThan") => (None, parse_int("resourceVersion", &q.resource_version)?.unwrap_or(0)),
         Some(other) => return Err(Error::BadRequest(format!("unknown resourceVersionMatch {other:?}"))),
     };
-    Ok(ListOptions { limit, continue_token, revision })
+    Ok((ListOptions { limit, continue_token, revision }, not_older_than))
 }
 
 async fn watch(st: AppState, kind: &'static Kind, namespace: Option<String>, selector: Selector, q: &Query) -> Result<Response> {

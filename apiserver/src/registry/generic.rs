@@ -250,18 +250,69 @@ impl Registry {
         })
     }
 
-    /// GET of one object.
+    /// GET of one object, at the latest revision.
     pub async fn get(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> Result<Value> {
-        match self.storage.get(&kind.key(namespace, name)).await? {
+        self.get_not_older_than(kind, namespace, name, None).await
+    }
+
+    /// GET with a `resourceVersion` parameter: "" and "0" read the latest state, which is never
+    /// older than any revision this cluster gave out; a revision the store has not reached is
+    /// kube-apiserver's 504 ResourceVersionTooLarge rather than an older object.
+    pub async fn get_not_older_than(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value> {
+        let wanted = match resource_version {
+            None | Some("") | Some("0") => 0,
+            Some(rv) => parse_rv(rv)?,
+        };
+        let found = self.storage.get(&kind.key(namespace, name)).await?;
+        // The object's own revision proves the store got that far; otherwise ask it.
+        if wanted > found.as_ref().map_or(0, |s| s.mod_revision) {
+            self.require_revision(wanted).await?;
+        }
+        match found {
             Some(s) => Ok(s.value),
             None => Err(Error::NotFound { resource: kind.group_resource(), name: name.to_string() }),
         }
     }
 
-    /// LIST: a `<Kind>List` object.
-    pub async fn list(&self, kind: &Kind, namespace: Option<&str>, selector: &Selector, opts: ListOptions) -> Result<Value> {
+    /// Ok once the store has reached `wanted`; else 504 ResourceVersionTooLarge with the store's
+    /// current revision. kube-apiserver waits up to 3 s for its cache first; reads here are
+    /// linearizable, so waiting could only help a revision nobody was ever told about.
+    async fn require_revision(&self, wanted: i64) -> Result<()> {
+        let current = self.storage.current_revision().await?;
+        if wanted > current {
+            return Err(Error::TooLargeResourceVersion { requested: wanted, current });
+        }
+        Ok(())
+    }
+
+    /// LIST: a `<Kind>List` object. `not_older_than` is a NotOlderThan resourceVersion (0: any).
+    pub async fn list(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &Selector,
+        opts: ListOptions,
+        not_older_than: i64,
+    ) -> Result<Value> {
         let prefix = kind.prefix(namespace);
-        let page = self.storage.list(&prefix, opts, &|v| selector.matches(v)).await?;
+        let exact = opts.revision;
+        let page = match self.storage.list(&prefix, opts, &|v| selector.matches(v)).await {
+            // The store only says "future revision": give the client both numbers.
+            Err(Error::TooLargeResourceVersion { .. }) => {
+                let current = self.storage.current_revision().await?;
+                return Err(Error::TooLargeResourceVersion { requested: exact.unwrap_or(0), current });
+            }
+            other => other?,
+        };
+        if not_older_than > page.revision {
+            return Err(Error::TooLargeResourceVersion { requested: not_older_than, current: page.revision });
+        }
         let mut metadata = json!({"resourceVersion": page.revision.to_string()});
         if let Some(token) = page.continue_token {
             metadata["continue"] = json!(token);
@@ -609,7 +660,7 @@ impl Registry {
     /// DELETE of a collection: deletes (or marks for deletion) every selected object; answers
     /// the list of what it deleted or marked.
     pub async fn delete_collection(&self, kind: &Kind, namespace: Option<&str>, selector: &Selector) -> Result<Value> {
-        let mut list = self.list(kind, namespace, selector, ListOptions::default()).await?;
+        let mut list = self.list(kind, namespace, selector, ListOptions::default(), 0).await?;
         let mut done = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -673,7 +724,9 @@ impl Registry {
         } else if rv.is_empty() || rv == "0" {
             (Vec::new(), self.storage.current_revision().await?)
         } else {
-            (Vec::new(), parse_rv(&rv)?)
+            let from = parse_rv(&rv)?;
+            self.require_revision(from).await?;
+            (Vec::new(), from)
         };
         let progress = req.allow_bookmarks.then_some(self.bookmark_every);
         let selector = Arc::new(selector);
