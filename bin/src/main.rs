@@ -1,9 +1,11 @@
-//! `ferrokube`: the control plane's command. Today: `ferrokube store` (an etcd-compatible
-//! store member), `ferrokube store-restore` (load a backup into a fresh data dir) and
-//! `ferrokube apiserver` (the Kubernetes API over HTTPS).
+//! `ferrokube`: the control plane's command. Today: `ferrokube up` (store, apiserver and
+//! controller-manager in one process), `ferrokube store` (an etcd-compatible store member),
+//! `ferrokube store-restore` (load a backup into a fresh data dir), `ferrokube apiserver` (the
+//! Kubernetes API over HTTPS) and `ferrokube controller-manager`.
 #![deny(clippy::all)]
 
 mod cmd;
+mod controllers;
 
 use clap::{Parser, Subcommand};
 
@@ -20,12 +22,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a single-node control plane: embedded store, apiserver and controller-manager.
+    Up(cmd::apiserver::ApiserverArgs),
     /// Run an etcd-compatible store member (etcd v3 gRPC API).
     Store(Box<cmd::store::StoreArgs>),
     /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
     StoreRestore(cmd::store::RestoreArgs),
     /// Serve the Kubernetes API over HTTPS (embedded store by default).
     Apiserver(cmd::apiserver::ApiserverArgs),
+    /// Run the controllers (namespace) against the cluster a kubeconfig names.
+    ControllerManager(cmd::controller_manager::ControllerManagerArgs),
 }
 
 fn init_logging(json: bool) {
@@ -45,7 +51,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Store(args) => cmd::store::run(*args),
         Command::StoreRestore(args) => cmd::store::restore(args),
+        Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
+        Command::ControllerManager(args) => cmd::controller_manager::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

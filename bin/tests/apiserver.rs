@@ -36,12 +36,17 @@ struct Apiserver {
 
 impl Apiserver {
     fn start(extra: &[&str]) -> Self {
+        Self::start_command("apiserver", extra)
+    }
+
+    /// `ferrokube SUBCOMMAND` (`apiserver` or `up`) on a fresh data dir and a free port.
+    fn start_command(subcommand: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("apiserver.log");
         let port = free_port().to_string();
         let data = dir.path().join("data");
         let mut cmd = Command::new(FERROKUBE);
-        cmd.args(["apiserver", "--data-dir", data.to_str().unwrap(), "--secure-port", &port]).args(extra);
+        cmd.args([subcommand, "--data-dir", data.to_str().unwrap(), "--secure-port", &port]).args(extra);
         cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawning ferrokube apiserver");
         let stdout = child.stdout.take().unwrap();
@@ -408,6 +413,51 @@ print("ok")
 "#,
         &[("STORE_ENDPOINT", &store.endpoint()), ("KUBECONFIG2", &kubeconfig2)],
     );
+}
+
+/// `ferrokube up` runs the controller-manager too: deleting a namespace empties it (the
+/// namespace controller deletes its objects, waits for those with finalizers, then finalizes
+/// the namespace), so `kubectl delete namespace` completes.
+#[test]
+fn up_deleting_a_namespace_empties_it_then_removes_it() {
+    let api = Apiserver::start_command("up", &[]);
+    let dir = api.dir.path();
+    let manifest = dir.join("doomed.yaml");
+    let docs = [
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}"#,
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": "doomed"}}"#,
+        r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "doomed"}, "stringData": {"k": "v"}}"#,
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "namespace": "doomed", "finalizers": ["example.com/hold"]}}"#,
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "doomed"},
+           "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+             "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}}"#,
+    ];
+    std::fs::write(&manifest, docs.join("\n---\n")).unwrap();
+    api.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    // Without waiting: the finalizer on "held" keeps the namespace until it is removed.
+    api.kubectl_ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = api.kubectl_ok(&["get", "configmaps,secrets,deployments", "-n", "doomed", "-o", "name"]);
+        if left.trim() == "configmap/held" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the namespace was not emptied: {left}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let phase = api.kubectl_ok(&["get", "namespace", "doomed", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating", "held by the configmap's finalizer");
+    std::thread::sleep(Duration::from_secs(2));
+    api.kubectl_ok(&["get", "namespace", "doomed"]);
+    api.kubectl_ok(&["patch", "configmap", "held", "-n", "doomed", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    // Now the deletion completes and kubectl's wait sees it.
+    api.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=30s", "--ignore-not-found"]);
+    let out = api.kubectl(&["get", "namespace", "doomed"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
+    // A namespace of the same name can be made again, empty.
+    api.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    let again = api.kubectl_ok(&["get", "configmaps", "-n", "doomed", "-o", "name"]);
+    assert!(again.contains("configmap/plain") && again.contains("configmap/held"), "{again}");
 }
 
 /// A body over the 3 MiB limit comes back as the 413 Status over HTTP/2 too. Answering before

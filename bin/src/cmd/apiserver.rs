@@ -27,27 +27,34 @@ pub struct ApiserverArgs {
     store_endpoints: Option<String>,
 }
 
+impl ApiserverArgs {
+    /// The apiserver's configuration; refuses store endpoints it cannot use.
+    pub fn into_config(self) -> anyhow::Result<ApiServerConfig> {
+        let store_endpoints: Vec<String> = self
+            .store_endpoints
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        for e in &store_endpoints {
+            if !e.starts_with("http://") {
+                anyhow::bail!("--store-endpoints {e:?}: only http:// URLs are supported (the store has no TLS yet)");
+            }
+        }
+        Ok(ApiServerConfig {
+            data_dir: self.data_dir,
+            listen: SocketAddr::new(self.bind_address, self.secure_port),
+            store_endpoints,
+        })
+    }
+}
+
 /// Runs the apiserver until SIGTERM or Ctrl-C.
 pub fn run(args: ApiserverArgs) -> anyhow::Result<()> {
-    let store_endpoints: Vec<String> = args
-        .store_endpoints
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    for e in &store_endpoints {
-        if !e.starts_with("http://") {
-            anyhow::bail!("--store-endpoints {e:?}: only http:// URLs are supported (the store has no TLS yet)");
-        }
-    }
-    let config = ApiServerConfig {
-        data_dir: args.data_dir,
-        listen: SocketAddr::new(args.bind_address, args.secure_port),
-        store_endpoints,
-    };
+    let config = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = ApiServer::start(config.clone()).await?;
@@ -65,4 +72,3 @@ pub fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
-

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod apiserver;
+pub mod controller_manager;
 pub mod store;
+pub mod up;
 
 /// Resolves on SIGTERM or Ctrl-C: when a server subcommand shuts down gracefully.
 async fn wait_for_termination() -> anyhow::Result<()> {

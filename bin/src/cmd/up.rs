@@ -1,0 +1,31 @@
+//! `ferrokube up`: a single-node control plane in one process: the embedded store, the
+//! apiserver, and the controller-manager talking to that apiserver over HTTPS with the admin
+//! kubeconfig, exactly as a separate `ferrokube controller-manager` would.
+
+use anyhow::Context;
+use apiserver::ApiServer;
+
+use super::apiserver::ApiserverArgs;
+
+/// Runs everything until SIGTERM or Ctrl-C, then stops the controllers before the apiserver.
+pub fn run(args: ApiserverArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = ApiServer::start(config).await?;
+        let client = crate::controllers::client_from_kubeconfig(&server.kubeconfig).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let controllers = tokio::spawn(crate::controllers::run(client, async {
+            let _ = stopped.await;
+        }));
+        println!("kubeconfig: {}", server.kubeconfig.display());
+        println!("serving on https://{}", server.addr);
+        tracing::info!(addr = %server.addr, "control plane up: store, apiserver, controller-manager");
+        super::wait_for_termination().await?;
+        tracing::info!("shutting down");
+        let _ = stop.send(());
+        let _ = controllers.await;
+        server.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,24 @@
+//! The controller-manager: controllers that act through the Kubernetes API (kube-rs' client,
+//! watcher and controller runner), as kube-controller-manager does. Today: the namespace
+//! controller.
+
+pub mod namespace;
+
+use std::path::Path;
+
+use anyhow::Context;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A client for the cluster a kubeconfig file names (its current context).
+pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using {}", path.display()))?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// Runs every controller until `shutdown` resolves.
+pub async fn run(client: kube::Client, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    namespace::run(client, shutdown).await;
+}
