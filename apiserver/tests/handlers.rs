@@ -995,6 +995,10 @@ async fn limitrange_defaults_pods_and_bounds_containers_and_claims() {
     let (s, v) = api.call("POST", "/api/v1/namespaces/lr/pods", Some(sized_pod("typo", json!({"limits": {"cpu": "1 core"}})))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["details"]["causes"][0]["field"], "spec.containers[0].resources.limits[cpu]");
+    let over = sized_pod("over", json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}));
+    let (s, v) = api.call("POST", "/api/v1/namespaces/default/pods", Some(over)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["details"]["causes"][0]["message"], "Invalid value: \"2\": must be less than or equal to cpu limit of 1");
     let (s, _) = api
         .call("POST", "/api/v1/namespaces/lr/limitranges", Some(json!({"metadata": {"name": "bad"}, "spec": {"limits": [{"type": "Container", "max": {"cpu": "x"}}]}})))
         .await;
@@ -1055,9 +1059,14 @@ async fn quota_concurrent_creates_take_exactly_the_hard_limit() {
     let api = Api::start().await;
     api.create_ns("race").await;
     api.ok("POST", "/api/v1/namespaces/race/resourcequotas", Some(json!({"metadata": {"name": "three"}, "spec": {"hard": {"pods": "3"}}}))).await;
+    // A second apiserver on the same store: its creates race through their own caches.
+    let storage = EtcdStorage::connect(std::slice::from_ref(&api.endpoint)).await.unwrap();
+    let registry = Arc::new(Registry::new(apiserver::storage::layered(storage)).unwrap());
+    let auth = TokenAuth::parse(&format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+    let second = router(AppState { registry, auth: Some(Arc::new(auth)) });
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let router = api.router.clone();
+        let router = if i % 2 == 0 { api.router.clone() } else { second.clone() };
         tasks.push(tokio::spawn(async move {
             let req = Request::builder()
                 .method("POST")
@@ -1080,4 +1089,35 @@ async fn quota_concurrent_creates_take_exactly_the_hard_limit() {
     let q = api.ok("GET", "/api/v1/namespaces/race/resourcequotas/three", None).await;
     assert_eq!(q["status"]["used"], json!({"pods": "3"}));
     assert!(q["status"].get("pendingCharges").is_none(), "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_reservations_hold_until_the_create_is_over() {
+    use apiserver::admission::{Attributes, ResourceQuota, ValidatingPlugin};
+    let api = Api::start().await;
+    api.create_ns("hold").await;
+    api.ok("POST", "/api/v1/namespaces/hold/resourcequotas", Some(json!({"metadata": {"name": "one"}, "spec": {"hard": {"pods": "1"}}}))).await;
+    let storage = apiserver::storage::layered(EtcdStorage::connect(std::slice::from_ref(&api.endpoint)).await.unwrap());
+    let plugin = ResourceQuota::new();
+    let pods = apiserver::registry::lookup("", "v1", "pods").unwrap();
+    let with_uid = |name: &str| {
+        let mut p = pod(name);
+        p["metadata"]["uid"] = json!(format!("uid-{name}"));
+        p
+    };
+    let (a, b) = (with_uid("a"), with_uid("b"));
+    let attrs_a = Attributes { kind: pods, namespace: Some("hold"), name: "a" };
+    let attrs_b = Attributes { kind: pods, namespace: Some("hold"), name: "b" };
+    // `a` is admitted but not stored yet: its reservation alone fills the quota.
+    plugin.validate(&attrs_a, &a, storage.as_ref()).await.unwrap();
+    let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
+    assert_eq!(q["status"]["used"], json!({"pods": "1"}));
+    assert_eq!(q["status"]["pendingCharges"][0]["uid"], "uid-a");
+    let err = plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap_err();
+    assert_eq!(err.to_string(), "pods \"b\" is forbidden: exceeded quota: one, requested: pods=1, used: pods=1, limited: pods=1");
+    // The create of `a` failed: finishing it frees the quota.
+    plugin.finish(&attrs_a, "uid-a", storage.as_ref()).await;
+    let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
+    assert_eq!(q["status"], json!({"hard": {"pods": "1"}, "used": {"pods": "0"}}));
+    plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap();
 }

@@ -209,7 +209,7 @@ fn pod_total(pod: &Value, which: &str) -> ResourceList {
     let mut names: BTreeSet<&String> = lists.iter().flat_map(|l| l.keys()).collect();
     names.retain(|n| lists.iter().all(|l| l.contains_key(*n)));
     let mut total: ResourceList =
-        names.into_iter().map(|n| (n.clone(), lists.iter().fold(Quantity::ZERO, |acc, l| acc.add(l[n])))).collect();
+        names.into_iter().map(|n| (n.clone(), lists.iter().fold(Quantity::ZERO, |acc, l| acc + l[n]))).collect();
     for init in container_lists(pod, "initContainers", which) {
         for (k, v) in init {
             if total.get(&k).is_none_or(|cur| v > *cur) {

@@ -76,7 +76,8 @@ pub struct Chain {
 
 impl Chain {
     /// The default chain, in kube-apiserver's order: ResourceQuota validates last because it
-    /// reserves quota for an object every other plugin has accepted.
+    /// reserves quota for an object every other plugin has accepted. (Its mutating instance
+    /// only fills a new quota's status; the validating one tracks the reservations.)
     pub fn standard() -> Self {
         Self {
             mutating: vec![Box::new(DefaultServiceAccount), Box::new(LimitRanger), Box::new(ResourceQuota::new())],

@@ -137,17 +137,6 @@ impl Quantity {
         }
     }
 
-    /// The sum; the format is the first non-zero operand's (as kube's `Add`).
-    pub fn add(self, other: Quantity) -> Self {
-        let format = if self.nanos == 0 { other.format } else { self.format };
-        Self { nanos: self.nanos.saturating_add(other.nanos), format }
-    }
-
-    /// The difference, in the receiver's format.
-    pub fn sub(self, other: Quantity) -> Self {
-        Self { nanos: self.nanos.saturating_sub(other.nanos), format: self.format }
-    }
-
     /// Whether this is zero.
     pub fn is_zero(&self) -> bool {
         self.nanos == 0
@@ -156,6 +145,23 @@ impl Quantity {
     /// The value as a float of units (ratios in messages).
     pub fn as_f64(&self) -> f64 {
         self.nanos as f64 / NANO as f64
+    }
+}
+
+/// The sum; the format is the first non-zero operand's (as kube's `Add`).
+impl std::ops::Add for Quantity {
+    type Output = Quantity;
+    fn add(self, other: Quantity) -> Quantity {
+        let format = if self.nanos == 0 { other.format } else { self.format };
+        Quantity { nanos: self.nanos.saturating_add(other.nanos), format }
+    }
+}
+
+/// The difference, in the left operand's format.
+impl std::ops::Sub for Quantity {
+    type Output = Quantity;
+    fn sub(self, other: Quantity) -> Quantity {
+        Quantity { nanos: self.nanos.saturating_sub(other.nanos), format: self.format }
     }
 }
 
@@ -347,10 +353,10 @@ mod tests {
 
     #[test]
     fn arithmetic_keeps_kube_formats() {
-        assert_eq!(q("1Gi").add(q("512Mi")).to_string(), "1536Mi");
-        assert_eq!(Quantity::ZERO.add(q("1Gi")).to_string(), "1Gi", "zero takes the other's format");
-        assert_eq!(q("250m").add(q("750m")).to_string(), "1");
-        assert_eq!(q("2").sub(q("500m")).to_string(), "1500m");
+        assert_eq!((q("1Gi") + q("512Mi")).to_string(), "1536Mi");
+        assert_eq!((Quantity::ZERO + q("1Gi")).to_string(), "1Gi", "zero takes the other's format");
+        assert_eq!((q("250m") + q("750m")).to_string(), "1");
+        assert_eq!((q("2") - q("500m")).to_string(), "1500m");
         assert!(q("500m") < q("1"));
         assert!(q("1Gi") > q("1G"));
         assert_eq!(q("1k"), q("1000"));

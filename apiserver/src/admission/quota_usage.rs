@@ -73,7 +73,7 @@ fn containers<'a>(pod: &'a Value, list: &str) -> impl Iterator<Item = &'a Value>
 
 fn add_into(acc: &mut ResourceList, list: &ResourceList) {
     for (k, v) in list {
-        let sum = acc.get(k).copied().unwrap_or(Quantity::ZERO).add(*v);
+        let sum = acc.get(k).copied().unwrap_or(Quantity::ZERO) + *v;
         acc.insert(k.clone(), sum);
     }
 }
@@ -194,11 +194,16 @@ fn cross_namespace_affinity(pod: &Value) -> bool {
     })
 }
 
+/// A pod with a deadline (`activeDeadlineSeconds`), which the Terminating scope selects.
+fn terminating(pod: &Value) -> bool {
+    pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64).is_some_and(|s| s >= 0)
+}
+
 /// One scope requirement (`spec.scopes` entries are `Exists`) against a pod.
 fn scope_matches(scope: &str, operator: &str, values: &[&str], pod: &Value) -> bool {
     let has = match scope {
-        "Terminating" => pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64).is_some_and(|s| s >= 0),
-        "NotTerminating" => !pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64).is_some_and(|s| s >= 0),
+        "Terminating" => terminating(pod),
+        "NotTerminating" => !terminating(pod),
         "BestEffort" => best_effort(pod),
         "NotBestEffort" => !best_effort(pod),
         "CrossNamespacePodAffinity" => cross_namespace_affinity(pod),
@@ -286,7 +291,7 @@ pub fn check(name: &str, hard: &ResourceList, used: &ResourceList, requested: &R
     let exceeded: Vec<&String> = requested
         .iter()
         .filter(|(k, r)| {
-            let new = used.get(*k).copied().unwrap_or(Quantity::ZERO).add(**r);
+            let new = used.get(*k).copied().unwrap_or(Quantity::ZERO) + **r;
             hard.get(*k).is_some_and(|h| new > *h)
         })
         .map(|(k, _)| k)

@@ -133,7 +133,7 @@ impl ResourceQuota {
             qu::check(&name, &hard, &used, &requested).map_err(|why| forbidden(attrs, &why))?;
             let mut new_used = used.clone();
             for (k, v) in &requested {
-                new_used.insert(k.clone(), used[k].add(*v));
+                new_used.insert(k.clone(), used[k] + *v);
             }
             let expires = unix_now() + RESERVATION_TTL.as_secs();
             pending.push(json!({"uid": uid, "expires": expires, "usage": to_json(&requested)}));
@@ -180,7 +180,7 @@ impl MutatingPlugin for ResourceQuota {
             if qu::applies(obj, attrs.kind, obj) {
                 let own = qu::mask(&qu::usage(attrs.kind, obj), used.keys());
                 for (k, v) in own {
-                    let sum = used[&k].add(v);
+                    let sum = used[&k] + v;
                     used.insert(k, sum);
                 }
             }

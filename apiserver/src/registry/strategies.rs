@@ -3,7 +3,7 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::admission::quantity::validate_list;
+use crate::admission::quantity::{resource_list_lenient, validate_list};
 use crate::error::Cause;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::NameRule;
@@ -109,6 +109,14 @@ impl Strategy for PodStrategy {
                 for which in ["limits", "requests"] {
                     let field = format!("spec.{list}[{i}].resources.{which}");
                     validate_list(c.pointer(&format!("/resources/{which}")), &field, causes);
+                }
+                let requests = resource_list_lenient(c.pointer("/resources/requests"));
+                let limits = resource_list_lenient(c.pointer("/resources/limits"));
+                for (k, r) in &requests {
+                    if let Some(l) = limits.get(k).filter(|l| r > *l) {
+                        let field = format!("spec.{list}[{i}].resources.requests");
+                        causes.push(Cause::invalid(field, &json!(r.to_string()), &format!("must be less than or equal to {k} limit of {l}")));
+                    }
                 }
                 let Some(name) = c.get("name").and_then(Value::as_str) else { continue };
                 let field = format!("spec.{list}[{i}].name");
