@@ -103,11 +103,6 @@ async fn write_if_unchanged(storage: &dyn Storage, cur: &Stored, new: Value) -> 
     }
 }
 
-/// The quota as it is now, if it still exists.
-async fn reread(storage: &dyn Storage, key: &str) -> Result<Option<Stored>> {
-    storage.get(key).await
-}
-
 impl ResourceQuota {
     /// Charges one quota for the object, or refuses it. Ok(true) if a reservation was made.
     async fn charge(&self, attrs: &Attributes<'_>, obj: &Value, storage: &dyn Storage, quota: Stored) -> Result<bool> {
@@ -141,7 +136,7 @@ impl ResourceQuota {
                 return Ok(true);
             }
             // Someone else charged or edited the quota: recount on top of their change.
-            match reread(storage, &cur.key).await? {
+            match storage.get(&cur.key).await? {
                 Some(s) => cur = s,
                 None => return Ok(false),
             }
@@ -151,7 +146,7 @@ impl ResourceQuota {
     /// Ends the reservation of `uid` on one quota and writes the recount.
     async fn settle(storage: &dyn Storage, ns: &str, key: &str, uid: &str) -> Result<()> {
         loop {
-            let Some(cur) = reread(storage, key).await? else { return Ok(()) };
+            let Some(cur) = storage.get(key).await? else { return Ok(()) };
             let (used, pending) = recount(storage, ns, &cur.value, Some(uid)).await?;
             if write_if_unchanged(storage, &cur, with_status(&cur.value, &used, pending)).await? {
                 return Ok(());
@@ -174,8 +169,8 @@ impl MutatingPlugin for ResourceQuota {
         Box::pin(async move {
             let is_quota = attrs.kind.group.is_empty() && attrs.kind.resource == "resourcequotas";
             let (Some(ns), true) = (attrs.namespace, is_quota) else { return Ok(()) };
-            // Nothing else counts for a new quota yet, so its status starts as a recount (the
-            // quota itself included, for a quota on `resourcequotas`).
+            // A new quota has no reservations: its status starts as a recount of what exists,
+            // plus the quota itself for a quota on `resourcequotas`.
             let (mut used, _) = recount(storage, ns, obj, None).await?;
             if qu::applies(obj, attrs.kind, obj) {
                 let own = qu::mask(&qu::usage(attrs.kind, obj), used.keys());
