@@ -992,3 +992,178 @@ async fn discovery_lists_every_added_kind() {
         assert_eq!(api.ok("GET", &format!("/apis/{group}"), None).await["kind"], "APIGroup");
     }
 }
+
+fn sized_pod(name: &str, resources: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "resources": resources}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limitrange_defaults_pods_and_bounds_containers_and_claims() {
+    let api = Api::start().await;
+    api.create_ns("lr").await;
+    let lr = api
+        .ok("POST", "/api/v1/namespaces/lr/limitranges", Some(json!({"metadata": {"name": "limits"}, "spec": {"limits": [
+            {"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "0.1"}, "max": {"cpu": "1"}},
+            {"type": "PersistentVolumeClaim", "max": {"storage": "10Gi"}},
+        ]}})))
+        .await;
+    assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "0.1", "memory": "256Mi"}), "kube's item defaults are stored");
+    let p = api.ok("POST", "/api/v1/namespaces/lr/pods", Some(pod("plain"))).await;
+    assert_eq!(
+        p["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c"
+    );
+    // A limit without a request requests the limit (pod defaulting), so defaultRequest does not apply.
+    let p = api.ok("POST", "/api/v1/namespaces/lr/pods", Some(sized_pod("own", json!({"limits": {"cpu": "800m"}})))).await;
+    assert_eq!(p["spec"]["containers"][0]["resources"]["requests"]["cpu"], "800m");
+    let (s, v) = api.call("POST", "/api/v1/namespaces/lr/pods", Some(sized_pod("big", json!({"limits": {"cpu": "2"}})))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::FORBIDDEN, Some("Forbidden")), "{v}");
+    assert_eq!(v["message"], "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2");
+    let (s, _) = api.call("GET", "/api/v1/namespaces/lr/pods/big", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a refused pod is not stored");
+    let claim = |name: &str, size: &str| {
+        json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})
+    };
+    let (s, v) = api.call("POST", "/api/v1/namespaces/lr/persistentvolumeclaims", Some(claim("huge", "20Gi"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        v["message"],
+        "persistentvolumeclaims \"huge\" is forbidden: maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi"
+    );
+    api.ok("POST", "/api/v1/namespaces/lr/persistentvolumeclaims", Some(claim("fits", "10Gi"))).await;
+    // Pods elsewhere are untouched; bad quantities are 422 before any policy.
+    let p = api.ok("POST", "/api/v1/namespaces/default/pods", Some(pod("free"))).await;
+    assert!(p["spec"]["containers"][0].get("resources").is_none(), "{p}");
+    let (s, v) = api.call("POST", "/api/v1/namespaces/lr/pods", Some(sized_pod("typo", json!({"limits": {"cpu": "1 core"}})))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.containers[0].resources.limits[cpu]");
+    let over = sized_pod("over", json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}));
+    let (s, v) = api.call("POST", "/api/v1/namespaces/default/pods", Some(over)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["details"]["causes"][0]["message"], "Invalid value: \"2\": must be less than or equal to cpu limit of 1");
+    let (s, _) = api
+        .call("POST", "/api/v1/namespaces/lr/limitranges", Some(json!({"metadata": {"name": "bad"}, "spec": {"limits": [{"type": "Container", "max": {"cpu": "x"}}]}})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_counts_pods_and_compute_and_recounts_after_deletes() {
+    let api = Api::start().await;
+    api.create_ns("q").await;
+    let q = api
+        .ok("POST", "/api/v1/namespaces/q/resourcequotas", Some(json!({"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "2", "configmaps": "5"}}})))
+        .await;
+    assert_eq!(q["status"], json!({"hard": {"pods": "2", "configmaps": "5"}, "used": {"pods": "0", "configmaps": "0"}}));
+    api.ok("POST", "/api/v1/namespaces/q/pods", Some(pod("p1"))).await;
+    api.ok("POST", "/api/v1/namespaces/q/pods", Some(pod("p2"))).await;
+    let (s, v) = api.call("POST", "/api/v1/namespaces/q/pods", Some(pod("p3"))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::FORBIDDEN, Some("Forbidden")), "{v}");
+    assert_eq!(v["message"], "pods \"p3\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2");
+    let q = api.ok("GET", "/api/v1/namespaces/q/resourcequotas/pods", None).await;
+    assert_eq!(q["status"]["used"], json!({"pods": "2", "configmaps": "0"}));
+    assert!(q["status"].get("pendingCharges").is_none(), "settled creates leave no reservation: {q}");
+    // A create that fails in the store leaves nothing charged either.
+    let (s, _) = api.call("POST", "/api/v1/namespaces/q/configmaps", Some(cm("c", json!({})))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api.call("POST", "/api/v1/namespaces/q/configmaps", Some(cm("c", json!({})))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let q = api.ok("GET", "/api/v1/namespaces/q/resourcequotas/pods", None).await;
+    assert_eq!(q["status"]["used"]["configmaps"], "1");
+    // Deleting frees the quota for the next create (which recounts).
+    api.ok("DELETE", "/api/v1/namespaces/q/pods/p1", None).await;
+    api.ok("POST", "/api/v1/namespaces/q/pods", Some(pod("p3"))).await;
+    let q = api.ok("GET", "/api/v1/namespaces/q/resourcequotas/pods", None).await;
+    assert_eq!(q["status"]["used"]["pods"], "2");
+
+    api.create_ns("cpu").await;
+    api.ok("POST", "/api/v1/namespaces/cpu/resourcequotas", Some(json!({"metadata": {"name": "compute"}, "spec": {"hard": {"requests.cpu": "1", "limits.memory": "1Gi"}}}))).await;
+    let (s, v) = api.call("POST", "/api/v1/namespaces/cpu/pods", Some(pod("bare"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["message"], "pods \"bare\" is forbidden: failed quota: compute: must specify limits.memory for: c; requests.cpu for: c");
+    let sized = |name: &str, cpu: &str| sized_pod(name, json!({"requests": {"cpu": cpu}, "limits": {"memory": "256Mi"}}));
+    api.ok("POST", "/api/v1/namespaces/cpu/pods", Some(sized("a", "600m"))).await;
+    let (s, v) = api.call("POST", "/api/v1/namespaces/cpu/pods", Some(sized("b", "0.5"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        v["message"],
+        "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=600m, limited: requests.cpu=1"
+    );
+    // Requests default from limits, and exactly reaching the limit is allowed.
+    api.ok("POST", "/api/v1/namespaces/cpu/pods", Some(sized_pod("c", json!({"limits": {"cpu": "400m", "memory": "768Mi"}})))).await;
+    let q = api.ok("GET", "/api/v1/namespaces/cpu/resourcequotas/compute", None).await;
+    assert_eq!(q["status"]["used"], json!({"requests.cpu": "1", "limits.memory": "1Gi"}));
+    assert_eq!(q["status"]["hard"], json!({"requests.cpu": "1", "limits.memory": "1Gi"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_concurrent_creates_take_exactly_the_hard_limit() {
+    let api = Api::start().await;
+    api.create_ns("race").await;
+    api.ok("POST", "/api/v1/namespaces/race/resourcequotas", Some(json!({"metadata": {"name": "three"}, "spec": {"hard": {"pods": "3"}}}))).await;
+    // A second apiserver on the same store: its creates race through their own caches.
+    let storage = EtcdStorage::connect(std::slice::from_ref(&api.endpoint)).await.unwrap();
+    let registry = Arc::new(Registry::new(apiserver::storage::layered(storage)).unwrap());
+    let auth = TokenAuth::parse(&format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+    let second = router(AppState { registry, auth: Some(Arc::new(auth)) });
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let router = if i % 2 == 0 { api.router.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/api/v1/namespaces/race/pods")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "application/json")
+                .body(Body::from(pod(&format!("p{i}")).to_string()))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap().as_u16());
+    }
+    codes.sort();
+    assert_eq!(codes, [201, 201, 201, 403, 403, 403, 403, 403, 403, 403]);
+    let pods = api.ok("GET", "/api/v1/namespaces/race/pods", None).await;
+    assert_eq!(pods["items"].as_array().unwrap().len(), 3);
+    let q = api.ok("GET", "/api/v1/namespaces/race/resourcequotas/three", None).await;
+    assert_eq!(q["status"]["used"], json!({"pods": "3"}));
+    assert!(q["status"].get("pendingCharges").is_none(), "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_reservations_hold_until_the_create_is_over() {
+    use apiserver::admission::{Attributes, ResourceQuota, ValidatingPlugin};
+    let api = Api::start().await;
+    api.create_ns("hold").await;
+    api.ok("POST", "/api/v1/namespaces/hold/resourcequotas", Some(json!({"metadata": {"name": "one"}, "spec": {"hard": {"pods": "1"}}}))).await;
+    let storage = apiserver::storage::layered(EtcdStorage::connect(std::slice::from_ref(&api.endpoint)).await.unwrap());
+    let plugin = ResourceQuota::new();
+    let pods = apiserver::registry::lookup("", "v1", "pods").unwrap();
+    let with_uid = |name: &str| {
+        let mut p = pod(name);
+        p["metadata"]["uid"] = json!(format!("uid-{name}"));
+        p
+    };
+    let (a, b) = (with_uid("a"), with_uid("b"));
+    let attrs_a = Attributes { kind: pods, namespace: Some("hold"), name: "a" };
+    let attrs_b = Attributes { kind: pods, namespace: Some("hold"), name: "b" };
+    // `a` is admitted but not stored yet: its reservation alone fills the quota.
+    plugin.validate(&attrs_a, &a, storage.as_ref()).await.unwrap();
+    let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
+    assert_eq!(q["status"]["used"], json!({"pods": "1"}));
+    assert_eq!(q["status"]["pendingCharges"][0]["uid"], "uid-a");
+    let err = plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap_err();
+    assert_eq!(err.to_string(), "pods \"b\" is forbidden: exceeded quota: one, requested: pods=1, used: pods=1, limited: pods=1");
+    // The create of `a` failed: finishing it frees the quota.
+    plugin.finish(&attrs_a, "uid-a", storage.as_ref()).await;
+    let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
+    assert_eq!(q["status"], json!({"hard": {"pods": "1"}, "used": {"pods": "0"}}));
+    plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap();
+}

@@ -544,3 +544,50 @@ fn kubectl_get_create_apply_delete() {
     let out = api.kubectl(&["create", "namespace", "imperative"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnsupportedMediaType"), "{}", show(&out));
 }
+
+#[test]
+fn quota_limitrange_and_resourcequota_with_the_python_client() {
+    let api = Apiserver::start(&[]);
+    let out = api.python(
+        r#"
+n = ns("team")
+v1.create_namespaced_limit_range(n, {"metadata": {"name": "limits"}, "spec": {"limits": [
+    {"type": "Container", "default": {"cpu": "200m", "memory": "128Mi"}, "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "500m"}}]}})
+v1.create_namespaced_resource_quota(n, {"metadata": {"name": "compute"}, "spec": {"hard": {"pods": "2", "requests.cpu": "1", "limits.memory": "1Gi"}}})
+q = v1.read_namespaced_resource_quota("compute", n)
+assert q.status.hard == {"pods": "2", "requests.cpu": "1", "limits.memory": "1Gi"}, q.status
+assert q.status.used == {"pods": "0", "requests.cpu": "0", "limits.memory": "0"}, q.status
+
+def pod(name, resources=None):
+    c = {"name": "app", "image": "busybox:1.36"}
+    if resources:
+        c["resources"] = resources
+    return {"metadata": {"name": name}, "spec": {"containers": [c]}}
+
+p = v1.create_namespaced_pod(n, pod("a"))
+r = p.spec.containers[0].resources
+assert r.limits == {"cpu": "200m", "memory": "128Mi"} and r.requests == {"cpu": "100m", "memory": "128Mi"}, r
+assert "LimitRanger plugin set" in p.metadata.annotations["kubernetes.io/limit-ranger"]
+
+body = expect_status(403, v1.create_namespaced_pod, n, pod("big", {"limits": {"cpu": "1"}}))
+assert body["reason"] == "Forbidden", body
+assert body["message"] == 'pods "big" is forbidden: maximum cpu usage per Container is 500m, but limit is 1', body
+
+v1.create_namespaced_pod(n, pod("b", {"requests": {"cpu": "300m"}, "limits": {"cpu": "500m", "memory": "256Mi"}}))
+body = expect_status(403, v1.create_namespaced_pod, n, pod("c"))
+assert body["message"] == 'pods "c" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2', body
+
+q = v1.read_namespaced_resource_quota("compute", n)
+assert q.status.used == {"pods": "2", "requests.cpu": "400m", "limits.memory": "384Mi"}, q.status.used
+v1.delete_namespaced_pod("a", n)
+v1.create_namespaced_pod(n, pod("c"))
+q = v1.read_namespaced_resource_quota("compute", n)
+assert q.status.used["pods"] == "2" and q.status.used["requests.cpu"] == "400m", q.status.used
+print("quota ok")
+"#,
+        &[],
+    );
+    assert!(out.contains("quota ok"), "{out}");
+    let described = api.kubectl_ok(&["describe", "quota", "compute", "-n", "team"]);
+    assert!(described.contains("requests.cpu") && described.contains("400m"), "{described}");
+}

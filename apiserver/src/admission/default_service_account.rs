@@ -2,9 +2,11 @@
 //! as the namespace's `default` account. (Checking that the account exists and mounting its
 //! token come with the controller-manager, which creates `default` accounts.)
 
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use super::{Attributes, MutatingPlugin};
+use crate::storage::Storage;
 use crate::Result;
 
 /// See the module comment.
@@ -15,16 +17,27 @@ impl MutatingPlugin for DefaultServiceAccount {
         "ServiceAccount"
     }
 
-    fn admit(&self, attrs: &Attributes<'_>, obj: &mut Value) -> Result<()> {
-        if attrs.kind.group.is_empty() && attrs.kind.resource == "pods" {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                let unset = spec.get("serviceAccountName").and_then(Value::as_str).is_none_or(str::is_empty);
-                if unset {
-                    spec.insert("serviceAccountName".into(), json!("default"));
-                }
+    fn admit<'a>(
+        &'a self,
+        attrs: &'a Attributes<'a>,
+        obj: &'a mut Value,
+        _storage: &'a dyn Storage,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            default_account(attrs, obj);
+            Ok(())
+        })
+    }
+}
+
+fn default_account(attrs: &Attributes<'_>, obj: &mut Value) {
+    if attrs.kind.group.is_empty() && attrs.kind.resource == "pods" {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            let unset = spec.get("serviceAccountName").and_then(Value::as_str).is_none_or(str::is_empty);
+            if unset {
+                spec.insert("serviceAccountName".into(), json!("default"));
             }
         }
-        Ok(())
     }
 }
 
@@ -37,14 +50,14 @@ mod tests {
         let pods = crate::registry::lookup("", "v1", "pods").unwrap();
         let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "p" };
         let mut p = json!({"spec": {"containers": []}});
-        DefaultServiceAccount.admit(&attrs, &mut p).unwrap();
+        default_account(&attrs, &mut p);
         assert_eq!(p["spec"]["serviceAccountName"], "default");
         let mut own = json!({"spec": {"serviceAccountName": "robot"}});
-        DefaultServiceAccount.admit(&attrs, &mut own).unwrap();
+        default_account(&attrs, &mut own);
         assert_eq!(own["spec"]["serviceAccountName"], "robot");
         let cms = crate::registry::lookup("", "v1", "configmaps").unwrap();
         let mut cm = json!({"spec": {}});
-        DefaultServiceAccount.admit(&Attributes { kind: cms, ..attrs }, &mut cm).unwrap();
+        default_account(&Attributes { kind: cms, ..attrs }, &mut cm);
         assert_eq!(cm, json!({"spec": {}}));
     }
 }

@@ -2,15 +2,21 @@
 //! own defaulting and before storage (kube-apiserver's `pkg/admission/chain.go` in spirit).
 //! Each plugin is one small unit in its own file.
 //!
-//! Today the chain runs on create; updates and deletes do not consult it yet (no plugin needs
-//! them so far). Validating plugins may read the store; once the watch cache exists they will
-//! read it instead.
+//! Today the chain runs on create; updates and deletes do not consult it yet. Plugins may read
+//! the store (LimitRanger reads the namespace's LimitRanges; ResourceQuota counts objects and
+//! charges quotas, then `finish` settles the charge once the create is done).
 
 mod default_service_account;
+mod limit_ranger;
 mod namespace_lifecycle;
+pub mod quantity;
+mod quota_usage;
+mod resource_quota;
 
 pub use default_service_account::DefaultServiceAccount;
+pub use limit_ranger::LimitRanger;
 pub use namespace_lifecycle::NamespaceLifecycle;
+pub use resource_quota::ResourceQuota;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -35,7 +41,12 @@ pub trait MutatingPlugin: Send + Sync {
     /// Plugin name for logs and errors.
     fn name(&self) -> &'static str;
     /// Changes `obj` in place, or refuses it.
-    fn admit(&self, attrs: &Attributes<'_>, obj: &mut Value) -> Result<()>;
+    fn admit<'a>(
+        &'a self,
+        attrs: &'a Attributes<'a>,
+        obj: &'a mut Value,
+        storage: &'a dyn Storage,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// A plugin that accepts or refuses the (final) object.
@@ -49,6 +60,12 @@ pub trait ValidatingPlugin: Send + Sync {
         obj: &'a Value,
         storage: &'a dyn Storage,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Called once the store answered the create this plugin admitted (whether or not it
+    /// succeeded), to settle what `validate` reserved.
+    fn finish<'a>(&'a self, _attrs: &'a Attributes<'a>, _uid: &'a str, _storage: &'a dyn Storage) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Mutating plugins in order, then validating plugins in order; the first refusal wins.
@@ -58,15 +75,20 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// The default chain.
+    /// The default chain, in kube-apiserver's order: ResourceQuota validates last because it
+    /// reserves quota for an object every other plugin has accepted. (Its mutating instance
+    /// only fills a new quota's status; the validating one tracks the reservations.)
     pub fn standard() -> Self {
-        Self { mutating: vec![Box::new(DefaultServiceAccount)], validating: vec![Box::new(NamespaceLifecycle)] }
+        Self {
+            mutating: vec![Box::new(DefaultServiceAccount), Box::new(LimitRanger), Box::new(ResourceQuota::new())],
+            validating: vec![Box::new(NamespaceLifecycle), Box::new(LimitRanger), Box::new(ResourceQuota::new())],
+        }
     }
 
     /// Runs every mutating plugin.
-    pub fn mutate(&self, attrs: &Attributes<'_>, obj: &mut Value) -> Result<()> {
+    pub async fn mutate(&self, attrs: &Attributes<'_>, obj: &mut Value, storage: &dyn Storage) -> Result<()> {
         for p in &self.mutating {
-            p.admit(attrs, obj)?;
+            p.admit(attrs, obj, storage).await?;
         }
         Ok(())
     }
@@ -77,5 +99,12 @@ impl Chain {
             p.validate(attrs, obj, storage).await?;
         }
         Ok(())
+    }
+
+    /// Tells every validating plugin the create it admitted reached the store (or failed).
+    pub async fn finish(&self, attrs: &Attributes<'_>, uid: &str, storage: &dyn Storage) {
+        for p in &self.validating {
+            p.finish(attrs, uid, storage).await;
+        }
     }
 }

@@ -348,15 +348,14 @@ impl Registry {
         kind.strategy.prepare_for_create(&mut obj);
         let name = meta_str(&obj, "name").to_string();
         let attrs = Attributes { kind, namespace, name: &name };
-        self.admission.mutate(&attrs, &mut obj)?;
+        self.admission.mutate(&attrs, &mut obj, self.storage.as_ref()).await?;
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
-        let stored = self
-            .storage
-            .create(&kind.key(namespace, &name), obj, kind.strategy.ttl())
-            .await
-            .map_err(|e| e.for_object(&kind.group_resource(), &name))?;
-        Ok(stored.value)
+        let uid = meta_str(&obj, "uid").to_string();
+        let created = self.storage.create(&kind.key(namespace, &name), obj, kind.strategy.ttl()).await;
+        // Settles what admission reserved (quota), whether or not the store took the object.
+        self.admission.finish(&attrs, &uid, self.storage.as_ref()).await;
+        Ok(created.map_err(|e| e.for_object(&kind.group_resource(), &name))?.value)
     }
 
     /// The shared path of PUT and PATCH (main resource or a subresource): `requested` turns the

@@ -21,9 +21,12 @@ static PERSISTENT_VOLUME: RulesStrategy = RulesStrategy { reset_status: true, ..
 static PERSISTENT_VOLUME_CLAIM: RulesStrategy = RulesStrategy {
     reset_status: true,
     immutable: &["spec.storageClassName", "spec.accessModes", "spec.selector", "spec.volumeMode"],
+    validate: st::validate_persistentvolumeclaim,
     ..RulesStrategy::PLAIN
 };
-static RESOURCE_QUOTA: RulesStrategy = RulesStrategy { reset_status: true, ..RulesStrategy::PLAIN };
+static RESOURCE_QUOTA: RulesStrategy =
+    RulesStrategy { reset_status: true, validate: st::validate_resourcequota, ..RulesStrategy::PLAIN };
+static LIMIT_RANGE: RulesStrategy = RulesStrategy { validate: st::validate_limitrange, ..RulesStrategy::PLAIN };
 static REPLICATION_CONTROLLER: RulesStrategy = RulesStrategy {
     prepare: st::prepare_replicationcontroller,
     validate: st::validate_replicationcontroller,
@@ -254,7 +257,7 @@ static KINDS: &[Kind] = &[
         schema: schema!("limitrange.json"),
         status_subresource: false,
         scale_subresource: false,
-        strategy: &DefaultStrategy,
+        strategy: &LIMIT_RANGE,
     },
     Kind {
         group: "",

@@ -3,11 +3,12 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use crate::admission::quantity::{resource_list_lenient, validate_list};
 use crate::error::Cause;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::NameRule;
 
-/// Kinds with nothing special: ConfigMap, ServiceAccount, Endpoints, LimitRange, PodTemplate,
+/// Kinds with nothing special: ConfigMap, ServiceAccount, Endpoints, PodTemplate,
 /// Lease, EndpointSlice.
 pub struct DefaultStrategy;
 impl Strategy for DefaultStrategy {}
@@ -95,6 +96,7 @@ impl Strategy for PodStrategy {
                     default_field(c, "imagePullPolicy", json!(policy));
                     default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
                     default_field(c, "terminationMessagePolicy", json!("File"));
+                    default_requests_from_limits(c);
                 }
             }
         }
@@ -104,6 +106,18 @@ impl Strategy for PodStrategy {
         for list in ["initContainers", "containers"] {
             let Some(cs) = obj.pointer(&format!("/spec/{list}")).and_then(Value::as_array) else { continue };
             for (i, c) in cs.iter().enumerate() {
+                for which in ["limits", "requests"] {
+                    let field = format!("spec.{list}[{i}].resources.{which}");
+                    validate_list(c.pointer(&format!("/resources/{which}")), &field, causes);
+                }
+                let requests = resource_list_lenient(c.pointer("/resources/requests"));
+                let limits = resource_list_lenient(c.pointer("/resources/limits"));
+                for (k, r) in &requests {
+                    if let Some(l) = limits.get(k).filter(|l| r > *l) {
+                        let field = format!("spec.{list}[{i}].resources.requests");
+                        causes.push(Cause::invalid(field, &json!(r.to_string()), &format!("must be less than or equal to {k} limit of {l}")));
+                    }
+                }
                 let Some(name) = c.get("name").and_then(Value::as_str) else { continue };
                 let field = format!("spec.{list}[{i}].name");
                 for msg in crate::registry::validation::dns1123_label(name) {
@@ -167,6 +181,43 @@ impl Strategy for PodStrategy {
         }
         requested.unwrap_or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30))
     }
+}
+
+/// kube's pod defaulting: a container that states a limit but no request for a resource
+/// requests its limit (what LimitRange defaults and quota accounting then see).
+fn default_requests_from_limits(c: &mut Map<String, Value>) {
+    let Some(limits) = c.get("resources").and_then(|r| r.get("limits")).and_then(Value::as_object).cloned() else { return };
+    if limits.is_empty() {
+        return;
+    }
+    let resources = c.get_mut("resources").expect("limits live in resources");
+    if resources.get("requests").is_some_and(|r| !r.is_object() && !r.is_null()) {
+        return;
+    }
+    let requests = obj_mut(resources, "requests");
+    for (k, v) in limits {
+        requests.entry(k).or_insert(v);
+    }
+}
+
+/// ResourceQuota: `spec.hard` holds quantities.
+pub fn validate_resourcequota(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_list(obj.pointer("/spec/hard"), "spec.hard", causes);
+}
+
+/// LimitRange: every bound of every item is a quantity.
+pub fn validate_limitrange(obj: &Value, causes: &mut Vec<Cause>) {
+    let items = obj.pointer("/spec/limits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (i, item) in items.iter().enumerate() {
+        for f in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+            validate_list(item.get(f), &format!("spec.limits[{i}].{f}"), causes);
+        }
+    }
+}
+
+/// PersistentVolumeClaim: the requested size is a quantity.
+pub fn validate_persistentvolumeclaim(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_list(obj.pointer("/spec/resources/requests"), "spec.resources.requests", causes);
 }
 
 /// Secrets: `stringData` is folded into base64 `data` on write, as kube-apiserver does.
