@@ -460,3 +460,118 @@ fn kubectl_get_create_apply_delete() {
     let out = api.kubectl(&["create", "namespace", "imperative"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnsupportedMediaType"), "{}", show(&out));
 }
+
+/// Splits `kubectl get` output into rows of whitespace-separated words (headers with a space,
+/// like NOMINATED NODE, become two words).
+fn table_rows(out: &str) -> Vec<Vec<&str>> {
+    out.lines().map(|l| l.split_whitespace().collect()).collect()
+}
+
+#[test]
+fn table_kubectl_get_prints_server_columns() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let pod = dir.join("pod.json");
+    std::fs::write(
+        &pod,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx"}, {"name": "log", "image": "busybox"}]}}"#,
+    )
+    .unwrap();
+    api.kubectl_ok(&["create", "-f", pod.to_str().unwrap()]);
+    let status = r#"{"status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [
+        {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}},
+        {"name": "log", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}"#;
+    api.kubectl_ok(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", status]);
+
+    let out = api.kubectl_ok(&["get", "pods"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert_eq!(rows[1][..4], ["web", "1/2", "CrashLoopBackOff", "2"], "{out}");
+    assert!(rows[1][4].ends_with('s'), "{out}");
+    let out = api.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0][5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{out}");
+    assert_eq!(rows[1][5..], ["10.0.0.7", "node-1", "<none>", "<none>"], "{out}");
+    // One object, and a label selector, go through the same columns.
+    for args in [&["get", "pod", "web"][..], &["get", "pods", "-l", "app=web"]] {
+        let out = api.kubectl_ok(args);
+        assert!(table_rows(&out)[1][..3] == ["web", "1/2", "CrashLoopBackOff"], "{out}");
+    }
+
+    let deploy = dir.join("deploy.json");
+    std::fs::write(
+        &deploy,
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}}"#,
+    )
+    .unwrap();
+    let svc = dir.join("svc.json");
+    std::fs::write(
+        &svc,
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}}"#,
+    )
+    .unwrap();
+    api.kubectl_ok(&["create", "-f", deploy.to_str().unwrap(), "-f", svc.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["get", "deployments"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{out}");
+    assert_eq!(rows[1][..4], ["web", "0/2", "0", "0"], "{out}");
+    let out = api.kubectl_ok(&["get", "deployments", "-o", "wide"]);
+    assert_eq!(table_rows(&out)[1][5..], ["app", "nginx:1.27", "app=web"], "{out}");
+    let out = api.kubectl_ok(&["get", "svc"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "{out}");
+    assert_eq!(rows[1][..5], ["web", "ClusterIP", "<none>", "<none>", "80/TCP,53/UDP"], "{out}");
+    let out = api.kubectl_ok(&["get", "ns"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"], "{out}");
+    assert!(rows.iter().any(|r| r[..2] == ["default", "Active"]), "{out}");
+    let cm = dir.join("cm.json");
+    std::fs::write(&cm, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}}"#)
+        .unwrap();
+    api.kubectl_ok(&["create", "-f", cm.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["get", "configmaps"]);
+    let rows = table_rows(&out);
+    assert_eq!((rows[0].as_slice(), &rows[1][..2]), (&["NAME", "DATA", "AGE"][..], &["settings", "2"][..]), "{out}");
+
+    // `get -w`: kubectl lists, then watches with the same Accept; each change prints a row.
+    let mut cmd = Command::new(venv_bin("kubectl"));
+    cmd.arg("--kubeconfig").arg(&api.kubeconfig).args(["get", "pods", "-w"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut watcher = cmd.spawn().unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |want: &str, seen: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|l: &String| l.contains(want)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let listed = wait_for("CrashLoopBackOff", &mut seen);
+    let running = r#"{"status": {"containerStatuses": [
+        {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}},
+        {"name": "log", "ready": true, "restartCount": 1, "state": {"running": {}}}]}}"#;
+    api.kubectl_ok(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", running]);
+    let updated = wait_for("Running", &mut seen);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(listed && updated, "kubectl get -w printed:\n{}", seen.join("\n"));
+    let headers = seen.iter().filter(|l| l.starts_with("NAME")).count();
+    assert_eq!(headers, 1, "{}", seen.join("\n"));
+    let row = seen.iter().find(|l| l.contains("Running")).unwrap();
+    assert_eq!(row.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "2/2", "Running", "3"], "{}", seen.join("\n"));
+}

@@ -4,6 +4,7 @@ mod discovery;
 mod openapi;
 mod request;
 mod resource;
+mod table;
 
 use std::sync::Arc;
 

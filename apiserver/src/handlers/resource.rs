@@ -12,9 +12,11 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::discovery::resource_list;
+use super::table;
 use super::request::{is_write, json_body, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target};
 use super::AppState;
 use crate::error::Error;
+use crate::printers::TableOptions;
 use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest};
 use crate::storage::{ListOptions, Preconditions};
 use crate::Result;
@@ -56,11 +58,17 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
             Method::GET => {
                 let selector =
                     Selector::parse(query.label_selector.as_deref(), query.field_selector.as_deref(), kind)?;
+                let as_table = table::requested(&headers, &parts.uri)?;
                 if parse_bool("watch", &query.watch)?.unwrap_or(false) {
-                    return watch(st, kind, namespace, selector, &query).await;
+                    return watch(st, kind, namespace, selector, &query, as_table).await;
                 }
                 let opts = list_options(&query)?;
-                Ok(Json(reg.list(kind, namespace.as_deref(), &selector, opts).await?).into_response())
+                let list = reg.list(kind, namespace.as_deref(), &selector, opts).await?;
+                Ok(Json(match as_table {
+                    Some(t) => table::of_list(kind, &list, t),
+                    None => list,
+                })
+                .into_response())
             }
             Method::POST => {
                 if kind.namespaced && namespace.is_none() {
@@ -114,7 +122,14 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                 return Err(method_not_allowed(&method, kind.resource));
             }
             match method {
-                Method::GET if sub != Some("finalize") => Ok(Json(reg.get(kind, ns, &name).await?).into_response()),
+                Method::GET if sub != Some("finalize") => {
+                    let obj = reg.get(kind, ns, &name).await?;
+                    Ok(Json(match table::requested(&headers, &parts.uri)? {
+                        Some(t) => table::of_object(kind, &obj, t),
+                        None => obj,
+                    })
+                    .into_response())
+                }
                 Method::PUT => {
                     let body = json_body(&headers, &read_body(body).await?)?;
                     Ok(Json(reg.update(kind, ns, &name, sub, body).await?).into_response())
@@ -185,14 +200,24 @@ fn list_options(q: &Query) -> Result<ListOptions> {
     Ok(ListOptions { limit, continue_token, revision })
 }
 
-async fn watch(st: AppState, kind: &'static Kind, namespace: Option<String>, selector: Selector, q: &Query) -> Result<Response> {
+async fn watch(
+    st: AppState,
+    kind: &'static Kind,
+    namespace: Option<String>,
+    selector: Selector,
+    q: &Query,
+    as_table: Option<TableOptions>,
+) -> Result<Response> {
     let req = WatchRequest {
         resource_version: q.resource_version.clone(),
         allow_bookmarks: parse_bool("allowWatchBookmarks", &q.allow_watch_bookmarks)?.unwrap_or(false),
         send_initial_events: parse_bool("sendInitialEvents", &q.send_initial_events)?,
         timeout: parse_int("timeoutSeconds", &q.timeout_seconds)?.map(|s| Duration::from_secs(s as u64)),
     };
-    let events = st.registry.watch(kind, namespace, selector, req).await?;
+    let mut events = st.registry.watch(kind, namespace, selector, req).await?;
+    if let Some(t) = as_table {
+        events = table::of_watch(kind, events, t);
+    }
     let body = Body::from_stream(events.map(Ok::<_, Infallible>));
     let mut resp = Response::new(body);
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
