@@ -1,6 +1,8 @@
 //! First-start credentials in the data dir: a cluster CA, a serving certificate for
-//! 127.0.0.1/localhost signed by it, an admin bearer token in a token file, and the admin
-//! kubeconfig. Later starts reuse the files (the kubeconfig is rewritten: the port may change).
+//! 127.0.0.1/localhost signed by it, an admin bearer token in a token file, an admin client
+//! certificate (CN=admin, O=system:masters) signed by the CA, and two admin kubeconfigs (token
+//! and certificate). Later starts reuse the files (the kubeconfigs are rewritten: the port may
+//! change).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,10 @@ pub struct Pki {
     pub token_file: PathBuf,
     /// The admin's bearer token.
     pub admin_token: String,
+    /// `DIR/pki/admin.crt`, PEM: the admin's client certificate.
+    pub admin_cert_pem: String,
+    /// `DIR/pki/admin.key`, PEM (mode 0600).
+    pub admin_key_pem: String,
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -44,12 +50,44 @@ fn random_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-fn generate(pki_dir: &Path) -> anyhow::Result<()> {
-    let ca_key = KeyPair::generate()?;
+/// The CA's parameters; the same values rebuild its issuer from `ca.key` on later starts.
+fn ca_params() -> anyhow::Result<CertificateParams> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name.push(DnType::CommonName, "ferrokube-ca");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(ca)
+}
+
+/// A client certificate for `user` in `group` (subject CN and O, kube-apiserver's
+/// `--client-ca-file` convention) signed by `issuer`: (certificate PEM, key PEM). rcgen
+/// writes one value per attribute type, so one group.
+pub fn client_certificate(user: &str, group: &str, issuer: &Issuer<'_, KeyPair>) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    params.distinguished_name.push(DnType::OrganizationName, group);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Writes `admin.crt`/`admin.key`, signed by the CA in `pki_dir` (data dirs made before client
+/// certificates existed get theirs on their next start).
+fn generate_admin_cert(pki_dir: &Path) -> anyhow::Result<()> {
+    let ca_key = std::fs::read_to_string(pki_dir.join("ca.key")).context("reading pki/ca.key")?;
+    let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&ca_key).context("parsing pki/ca.key")?);
+    let (cert, key) = client_certificate("admin", "system:masters", &issuer)?;
+    write_private(&pki_dir.join("admin.key"), &key)?;
+    std::fs::write(pki_dir.join("admin.crt"), cert)?;
+    Ok(())
+}
+
+fn generate(pki_dir: &Path) -> anyhow::Result<()> {
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params()?;
     let ca_cert = ca.self_signed(&ca_key)?;
     write_private(&pki_dir.join("ca.key"), &ca_key.serialize_pem())?;
     std::fs::write(pki_dir.join("ca.crt"), ca_cert.pem())?;
@@ -78,6 +116,9 @@ impl Pki {
         if !have {
             generate(&pki_dir).context("creating the cluster CA and serving certificate")?;
         }
+        if !pki_dir.join("admin.crt").exists() || !pki_dir.join("admin.key").exists() {
+            generate_admin_cert(&pki_dir).context("creating the admin client certificate")?;
+        }
         let token_file = data_dir.join("tokens.csv");
         if !token_file.exists() {
             write_private(&token_file, &format!("{},admin,admin,\"system:masters\"\n", random_token()))?;
@@ -96,28 +137,46 @@ impl Pki {
             serving_key_pem: read("apiserver.key")?,
             token_file,
             admin_token,
+            admin_cert_pem: read("admin.crt")?,
+            admin_key_pem: read("admin.key")?,
         })
     }
 
-    /// Writes `DIR/kubeconfig` for the admin (JSON, which kubectl and client libraries read as
-    /// YAML) and returns its path.
+    /// Writes `DIR/kubeconfig` for the admin with the bearer token (JSON, which kubectl and
+    /// client libraries read as YAML) and returns its path.
     pub fn write_kubeconfig(&self, data_dir: &Path, server: &str) -> anyhow::Result<PathBuf> {
+        self.write_kubeconfig_for(&data_dir.join("kubeconfig"), server, json!({"token": self.admin_token}))
+    }
+
+    /// Writes `DIR/kubeconfig-cert` for the admin with the client certificate and key, and
+    /// returns its path.
+    pub fn write_cert_kubeconfig(&self, data_dir: &Path, server: &str) -> anyhow::Result<PathBuf> {
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        let user = json!({
+            "client-certificate-data": b64(&self.admin_cert_pem),
+            "client-key-data": b64(&self.admin_key_pem),
+        });
+        self.write_kubeconfig_for(&data_dir.join("kubeconfig-cert"), server, user)
+    }
+
+    fn write_kubeconfig_for(&self, path: &Path, server: &str, user: serde_json::Value) -> anyhow::Result<PathBuf> {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_cert_pem);
         let config = json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "ferrokube", "cluster": {"server": server, "certificate-authority-data": ca}}],
-            "users": [{"name": "admin", "user": {"token": self.admin_token}}],
+            "users": [{"name": "admin", "user": user}],
             "contexts": [{"name": "ferrokube", "context": {"cluster": "ferrokube", "user": "admin", "namespace": "default"}}],
             "current-context": "ferrokube",
             "preferences": {},
         });
-        let path = data_dir.join("kubeconfig");
-        write_private(&path, &serde_json::to_string_pretty(&config)?)?;
-        Ok(path)
+        write_private(path, &serde_json::to_string_pretty(&config)?)?;
+        Ok(path.to_path_buf())
     }
 
-    /// The rustls server configuration (ring provider, h2 and http/1.1).
+    /// The rustls server configuration (ring provider, h2 and http/1.1). Client certificates
+    /// are requested, not required (bearer-token clients send none); one that is sent must
+    /// chain to the cluster CA, or the handshake fails (kube-apiserver would answer 401).
     pub fn server_config(&self) -> anyhow::Result<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -126,9 +185,18 @@ impl Pki {
             .context("parsing pki/apiserver.crt")?;
         let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes()).context("parsing pki/apiserver.key")?;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots.add(ca.context("parsing pki/ca.crt")?).context("pki/ca.crt as a client CA")?;
+        }
+        let client_verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("building the client certificate verifier")?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(client_verifier)
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)

@@ -1063,3 +1063,47 @@ async fn table_negotiation_for_get_list_and_watch() {
         assert_eq!(bm["object"]["kind"], "Pod");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certauth_certificate_user_or_token() {
+    use apiserver::auth::{CertificateUser, User};
+    let api = Api::start().await;
+    let jane = CertificateUser(User { name: "jane".into(), groups: vec!["dev".into()] });
+    let whoami = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let send = |method: &str, path: &str, cert: Option<CertificateUser>, token: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(c) = cert {
+            b = b.extension(c);
+        }
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from("{}")).unwrap()
+    };
+    async fn json_of(resp: axum::response::Response) -> (StatusCode, Value) {
+        let s = resp.status();
+        (s, serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap())
+    }
+
+    // A verified certificate's user (the TLS server puts it on each request) needs no token.
+    let (s, _) = json_of(api.raw(send("GET", "/api/v1/namespaces", Some(jane.clone()), None)).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, review) = json_of(api.raw(send("POST", whoami, Some(jane.clone()), None)).await).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(review["status"]["userInfo"], json!({"username": "jane", "groups": ["dev", "system:authenticated"]}));
+    // The certificate wins over a token on the same request, as kube's x509 authenticator runs first.
+    let (_, review) = json_of(api.raw(send("POST", whoami, Some(jane), Some(TOKEN))).await).await;
+    assert_eq!(review["status"]["userInfo"]["username"], "jane");
+    // The token alone still works.
+    let (_, review) = json_of(api.raw(send("POST", whoami, None, Some(TOKEN))).await).await;
+    assert_eq!(review["status"]["userInfo"], json!({"username": "admin", "groups": ["system:masters", "system:authenticated"]}));
+    // Neither credential, or an unknown token: 401 Status.
+    for token in [None, Some("wrong")] {
+        for (method, path) in [("GET", "/api/v1/namespaces"), ("POST", whoami)] {
+            let (s, st) = json_of(api.raw(send(method, path, None, token)).await).await;
+            assert_eq!((s, st["reason"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")), "{method} {path}");
+        }
+    }
+    assert_eq!(api.raw(send("GET", "/healthz", None, None)).await.status(), StatusCode::OK);
+}

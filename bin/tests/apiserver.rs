@@ -575,3 +575,91 @@ fn table_kubectl_get_prints_server_columns() {
     let row = seen.iter().find(|l| l.contains("Running")).unwrap();
     assert_eq!(row.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "2/2", "Running", "3"], "{}", seen.join("\n"));
 }
+
+/// Writes a kubeconfig next to `base` (same server and CA) whose user is `user` (JSON).
+fn certauth_kubeconfig(base: &Path, name: &str, user: serde_json::Value) -> PathBuf {
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(base).unwrap()).unwrap();
+    config["users"][0]["user"] = user;
+    let path = base.with_file_name(name);
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn certauth_kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(venv_bin("kubectl"));
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    run_with_timeout(cmd, None, CLIENT_TIMEOUT)
+}
+
+#[test]
+fn certauth_client_certificates_tokens_and_refusals() {
+    let api = Apiserver::start(&[]);
+    let cert_config = api.kubeconfig.with_file_name("kubeconfig-cert");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cert_config).unwrap()).unwrap();
+    assert!(config["users"][0]["user"]["client-certificate-data"].is_string(), "{config}");
+    assert!(config["users"][0]["user"].get("token").is_none(), "{config}");
+
+    // kubectl with the admin certificate: CN=admin, O=system:masters.
+    let out = certauth_kubectl(&cert_config, &["get", "namespaces"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("kube-system"), "{}", show(&out));
+    let out = certauth_kubectl(&cert_config, &["auth", "whoami", "-o", "json"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), file_tail(&api.log, 2000));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["status"]["userInfo"]["username"], "admin");
+    assert_eq!(review["status"]["userInfo"]["groups"], serde_json::json!(["system:masters", "system:authenticated"]));
+    // The token kubeconfig still works, and the server knows its user too.
+    let whoami = api.kubectl_ok(&["auth", "whoami"]);
+    assert!(whoami.contains("admin") && whoami.contains("system:masters"), "{whoami}");
+
+    // The Python client with the certificate kubeconfig.
+    let out = api.python(
+        r#"
+assert "default" in [n.metadata.name for n in v1.list_namespace().items]
+cm = v1.create_namespaced_config_map("default", {"metadata": {"name": "by-cert"}})
+assert cm.metadata.uid
+print("ok")
+"#,
+        &[("KUBECONFIG", cert_config.to_str().unwrap())],
+    );
+    assert!(out.contains("ok"), "{out}");
+
+    // A certificate from a CA the apiserver does not know: the TLS handshake refuses it.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "ferrokube-ca");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let (cert, key) = apiserver::pki::client_certificate("admin", "system:masters", &issuer).unwrap();
+    let (cert_file, key_file) = (api.dir.path().join("foreign.crt"), api.dir.path().join("foreign.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let foreign = certauth_kubeconfig(
+        &api.kubeconfig,
+        "kubeconfig-foreign",
+        serde_json::json!({"client-certificate": cert_file, "client-key": key_file}),
+    );
+    let out = certauth_kubectl(&foreign, &["get", "namespaces"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("tls"), "{}", show(&out));
+    assert!(!stderr.contains("Unauthorized"), "{}", show(&out));
+    let script = api.dir.path().join("foreign.py");
+    std::fs::write(&script, format!("{PRELUDE}\nv1.list_namespace()\nprint('listed')\n")).unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(&script).env("KUBECONFIG", &foreign);
+    let out = run_with_timeout(cmd, None, CLIENT_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("listed"), "{}", show(&out));
+    assert!(stderr.contains("SSL") || stderr.contains("certificate"), "{}", show(&out));
+
+    // No credential at all: 401 (kubectl would prompt for a password here, so Python asks).
+    let anonymous = certauth_kubeconfig(&api.kubeconfig, "kubeconfig-anonymous", serde_json::json!({}));
+    let out = api.python(
+        "st = expect_status(401, v1.list_namespace)\nassert st['reason'] == 'Unauthorized', st\nprint('ok')\n",
+        &[("KUBECONFIG", anonymous.to_str().unwrap())],
+    );
+    assert!(out.contains("ok"), "{out}");
+
+    // The access log names the user of each request.
+    let log = std::fs::read_to_string(&api.log).unwrap();
+    assert!(log.contains("selfsubjectreviews") && log.contains("\"admin\""), "{}", file_tail(&api.log, 2000));
+}
