@@ -174,6 +174,22 @@ impl Pki {
         Ok(path.to_path_buf())
     }
 
+    /// Checks client certificates against the cluster CA; clients without one pass (they
+    /// authenticate with a token or get 401).
+    pub fn client_verifier(&self) -> anyhow::Result<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots.add(ca.context("parsing pki/ca.crt")?).context("pki/ca.crt as a client CA")?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .context("building the client certificate verifier")
+    }
+
     /// The rustls server configuration (ring provider, h2 and http/1.1). Client certificates
     /// are requested, not required (bearer-token clients send none); one that is sent must
     /// chain to the cluster CA, or the handshake fails (kube-apiserver would answer 401).
@@ -185,20 +201,60 @@ impl Pki {
             .context("parsing pki/apiserver.crt")?;
         let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes()).context("parsing pki/apiserver.key")?;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
-            roots.add(ca.context("parsing pki/ca.crt")?).context("pki/ca.crt as a client CA")?;
-        }
-        let client_verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .context("building the client certificate verifier")?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(client_verifier)
+            .with_client_cert_verifier(self.client_verifier()?)
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::User;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn admin_certificate_chains_to_the_cluster_ca_and_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::ensure(dir.path()).unwrap();
+        let admin = User::from_certificate(&der(&pki.admin_cert_pem)).unwrap();
+        assert_eq!((admin.name.as_str(), admin.groups.as_slice()), ("admin", &["system:masters".to_string()][..]));
+        let verifier = pki.client_verifier().unwrap();
+        assert!(!verifier.client_auth_mandatory(), "token clients send no certificate");
+        assert!(verifier.verify_client_cert(&der(&pki.admin_cert_pem), &[], UnixTime::now()).is_ok());
+
+        // Same subject, another CA with the same name: refused.
+        let mut other = ca_params().unwrap();
+        other.distinguished_name.push(DnType::OrganizationName, "elsewhere");
+        let (foreign, _) = client_certificate("admin", "system:masters", &Issuer::new(other, KeyPair::generate().unwrap())).unwrap();
+        assert!(verifier.verify_client_cert(&der(&foreign), &[], UnixTime::now()).is_err());
+        // The serving certificate is not for clients.
+        assert!(verifier.verify_client_cert(&der(&pki.serving_cert_pem), &[], UnixTime::now()).is_err());
+
+        // The certificate kubeconfig carries the certificate and key, the token one the token.
+        let kc = pki.write_cert_kubeconfig(dir.path(), "https://127.0.0.1:1").unwrap();
+        let kc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(kc).unwrap()).unwrap();
+        let user = &kc["users"][0]["user"];
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(user["client-certificate-data"].as_str(), Some(b64(&pki.admin_cert_pem).as_str()));
+        assert_eq!(user["client-key-data"].as_str(), Some(b64(&pki.admin_key_pem).as_str()));
+        assert!(user.get("token").is_none());
+
+        // A data dir from before client certificates gets one from the same CA on its next start.
+        std::fs::remove_file(dir.path().join("pki/admin.crt")).unwrap();
+        let again = Pki::ensure(dir.path()).unwrap();
+        assert_eq!(again.ca_cert_pem, pki.ca_cert_pem);
+        assert_ne!(again.admin_cert_pem, pki.admin_cert_pem);
+        assert!(verifier.verify_client_cert(&der(&again.admin_cert_pem), &[], UnixTime::now()).is_ok());
+        // And later starts keep it.
+        assert_eq!(Pki::ensure(dir.path()).unwrap().admin_cert_pem, again.admin_cert_pem);
     }
 }

@@ -493,6 +493,10 @@ fn table_kubectl_get_prints_server_columns() {
     let rows = table_rows(&out);
     assert_eq!(rows[0][5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{out}");
     assert_eq!(rows[1][5..], ["10.0.0.7", "node-1", "<none>", "<none>"], "{out}");
+    // Across namespaces kubectl adds NAMESPACE from the rows' PartialObjectMetadata.
+    let out = api.kubectl_ok(&["get", "pods", "-A"]);
+    let rows = table_rows(&out);
+    assert_eq!((&rows[0][..3], &rows[1][..4]), (&["NAMESPACE", "NAME", "READY"][..], &["default", "web", "1/2", "CrashLoopBackOff"][..]), "{out}");
     // One object, and a label selector, go through the same columns.
     for args in [&["get", "pod", "web"][..], &["get", "pods", "-l", "app=web"]] {
         let out = api.kubectl_ok(args);
