@@ -9,6 +9,7 @@
 //! - `storage/`: the `Storage` trait, its implementation over the etcd v3 API (`etcd-client`,
 //!   for the embedded store and for `--store-endpoints`), and the watch cache in front of it.
 //! - `status.rs`: every `Error` becomes a Kubernetes `Status` there and nowhere else.
+//! - `printers.rs`: the columns of `kubectl get` per kind (pure functions), for `as=Table`.
 #![deny(clippy::all)]
 
 pub mod admission;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod pki;
+pub mod printers;
 pub mod registry;
 pub mod server;
 pub mod status;

@@ -12,8 +12,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use store::server::{RunningStore, StoreConfig};
 use tokio::sync::watch;
+use tower::ServiceExt;
 
-use crate::auth::TokenAuth;
+use crate::auth::{CertificateUser, TokenAuth, User};
 use crate::handlers::{router, AppState};
 use crate::pki::Pki;
 use crate::registry::Registry;
@@ -37,8 +38,10 @@ pub struct ApiServerConfig {
 pub struct ApiServer {
     /// The HTTPS address actually bound.
     pub addr: SocketAddr,
-    /// `DIR/kubeconfig`.
+    /// `DIR/kubeconfig` (bearer token).
     pub kubeconfig: PathBuf,
+    /// `DIR/kubeconfig-cert` (client certificate).
+    pub kubeconfig_cert: PathBuf,
     shutdown: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<()>,
     store: Option<RunningStore>,
@@ -91,6 +94,7 @@ impl ApiServer {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let kubeconfig = pki.write_kubeconfig(&config.data_dir, &format!("https://{addr}"))?;
+        let kubeconfig_cert = pki.write_cert_kubeconfig(&config.data_dir, &format!("https://{addr}"))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config()?));
         let (shutdown, mut stop) = watch::channel(false);
         let serving = tokio::spawn(async move {
@@ -121,6 +125,21 @@ impl ApiServer {
                         }
                         Err(_) => return,
                     };
+                    // The verifier accepted the chain, so the certificate's subject is the
+                    // user for every request on this connection.
+                    let cert_user = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| User::from_certificate(leaf))
+                        .map(CertificateUser);
+                    let app = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        if let Some(u) = &cert_user {
+                            req.extensions_mut().insert(u.clone());
+                        }
+                        req
+                    });
                     let service = TowerToHyperService::new(app);
                     let builder = auto::Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -136,7 +155,7 @@ impl ApiServer {
                 });
             }
         });
-        Ok(Self { addr, kubeconfig, shutdown, serving, store })
+        Ok(Self { addr, kubeconfig, kubeconfig_cert, shutdown, serving, store })
     }
 
     /// Stops accepting, closes connections and stops the embedded store.

@@ -1167,3 +1167,164 @@ async fn quota_reservations_hold_until_the_create_is_over() {
     assert_eq!(q["status"], json!({"hard": {"pods": "1"}, "used": {"pods": "0"}}));
     plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap();
 }
+
+const TABLE_ACCEPT: &str =
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+/// A GET with an Accept header (kubectl's, for a Table).
+async fn table_get(api: &Api, path: &str, accept: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("accept", accept)
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.raw(req).await;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn column_names(table: &Value) -> Vec<&str> {
+    table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_negotiation_for_get_list_and_watch() {
+    let api = Api::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    api.ok("POST", pods, Some(pod("web"))).await;
+    let running = json!({"name": "c", "ready": true, "restartCount": 0, "state": {"running": {}}});
+    let status = json!({"status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [running]}});
+    let web = api.ok("PATCH", &format!("{pods}/web/status"), Some(status)).await;
+    api.ok("POST", pods, Some(pod("db"))).await;
+
+    // LIST as kubectl asks: a meta.k8s.io/v1 Table, rows carrying PartialObjectMetadata.
+    let (s, t) = table_get(&api, &format!("{pods}?limit=1"), TABLE_ACCEPT).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!((t["kind"].as_str(), t["apiVersion"].as_str()), (Some("Table"), Some("meta.k8s.io/v1")));
+    assert_eq!(
+        column_names(&t),
+        ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
+    );
+    assert_eq!(t["columnDefinitions"][5]["priority"], 1);
+    assert!(t["metadata"]["continue"].as_str().is_some_and(|c| !c.is_empty()), "{t}");
+    assert!(t["metadata"]["resourceVersion"].as_str().is_some());
+    let row = &t["rows"][0];
+    assert_eq!(row["cells"][0], "db");
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["metadata"]["name"], "db");
+    assert!(row["object"].get("spec").is_none());
+
+    // GET of one object: a one-row Table with the object's resourceVersion.
+    let (_, t) = table_get(&api, &format!("{pods}/web"), TABLE_ACCEPT).await;
+    assert_eq!(t["rows"].as_array().unwrap().len(), 1);
+    let cells = &t["rows"][0]["cells"];
+    assert_eq!((cells[0].as_str(), cells[1].as_str(), cells[2].as_str(), cells[5].as_str()), (Some("web"), Some("1/1"), Some("Running"), Some("10.0.0.5")));
+    assert_eq!(t["metadata"]["resourceVersion"], web["metadata"]["resourceVersion"]);
+
+    // includeObject=Object carries the whole object; None carries none; others are a 400.
+    let (_, t) = table_get(&api, &format!("{pods}/web?includeObject=Object"), TABLE_ACCEPT).await;
+    assert_eq!(t["rows"][0]["object"]["spec"]["containers"][0]["name"], "c");
+    let (_, t) = table_get(&api, &format!("{pods}?includeObject=None"), TABLE_ACCEPT).await;
+    assert_eq!(t["rows"].as_array().unwrap().len(), 2);
+    assert!(t["rows"][0].get("object").is_none());
+    let (s, st) = table_get(&api, &format!("{pods}?includeObject=Everything"), TABLE_ACCEPT).await;
+    assert_eq!((s, st["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("BadRequest")));
+    let (_, t) = table_get(&api, pods, "application/json;as=Table;v=v1beta1;g=meta.k8s.io").await;
+    assert_eq!(t["apiVersion"], "meta.k8s.io/v1beta1");
+
+    // Plain JSON (or no Accept) still gets the list and the object.
+    let (_, l) = table_get(&api, pods, "application/json").await;
+    assert_eq!(l["kind"], "PodList");
+    let (_, l) = table_get(&api, &format!("{pods}/web"), "application/json, */*").await;
+    assert_eq!(l["kind"], "Pod");
+    assert_eq!(api.ok("GET", pods, None).await["kind"], "PodList");
+
+    // Other kinds: their own columns; kinds without a printer: Name and Age.
+    let (_, t) = table_get(&api, "/api/v1/namespaces", TABLE_ACCEPT).await;
+    assert_eq!(column_names(&t), ["Name", "Status", "Age"]);
+    assert!(t["rows"].as_array().unwrap().iter().any(|r| r["cells"][0] == "default" && r["cells"][1] == "Active"));
+    api.ok("POST", "/api/v1/namespaces/default/limitranges", Some(json!({"metadata": {"name": "lr"}, "spec": {"limits": []}}))).await;
+    let (_, t) = table_get(&api, "/api/v1/namespaces/default/limitranges", TABLE_ACCEPT).await;
+    assert_eq!(column_names(&t), ["Name", "Age"]);
+
+    // Watch: each event's object is a one-row Table; only the first has column definitions.
+    let head = t["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let req = Request::builder()
+        .uri(format!("{pods}?watch=true&resourceVersion={head}&allowWatchBookmarks=true"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("accept", TABLE_ACCEPT)
+        .body(Body::empty())
+        .unwrap();
+    let mut body = api.raw(req).await.into_body();
+    api.ok("PATCH", &format!("{pods}/db"), Some(json!({"metadata": {"labels": {"x": "1"}}}))).await;
+    api.ok("DELETE", &format!("{pods}/db"), None).await;
+    let mut buf = Vec::new();
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.iter().filter(|e| e["type"] != "BOOKMARK").count() < 2 {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await else { break };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                events.push(serde_json::from_slice(&line).unwrap());
+            }
+        }
+    }
+    let changes: Vec<&Value> = events.iter().filter(|e| e["type"] != "BOOKMARK").collect();
+    assert_eq!(changes.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["MODIFIED", "DELETED"]);
+    assert_eq!(changes[0]["object"]["kind"], "Table");
+    assert_eq!(changes[0]["object"]["rows"][0]["cells"][0], "db");
+    assert_eq!(changes[0]["object"]["columnDefinitions"].as_array().unwrap().len(), 9);
+    assert_eq!(changes[1]["object"]["columnDefinitions"], json!([]));
+    assert_eq!(changes[1]["object"]["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    if let Some(bm) = events.iter().find(|e| e["type"] == "BOOKMARK") {
+        assert_eq!(bm["object"]["kind"], "Pod");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certauth_certificate_user_or_token() {
+    use apiserver::auth::{CertificateUser, User};
+    let api = Api::start().await;
+    let jane = CertificateUser(User { name: "jane".into(), groups: vec!["dev".into()] });
+    let whoami = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let send = |method: &str, path: &str, cert: Option<CertificateUser>, token: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(c) = cert {
+            b = b.extension(c);
+        }
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from("{}")).unwrap()
+    };
+    async fn json_of(resp: axum::response::Response) -> (StatusCode, Value) {
+        let s = resp.status();
+        (s, serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap())
+    }
+
+    // A verified certificate's user (the TLS server puts it on each request) needs no token.
+    let (s, _) = json_of(api.raw(send("GET", "/api/v1/namespaces", Some(jane.clone()), None)).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, review) = json_of(api.raw(send("POST", whoami, Some(jane.clone()), None)).await).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(review["status"]["userInfo"], json!({"username": "jane", "groups": ["dev", "system:authenticated"]}));
+    // The certificate wins over a token on the same request, as kube's x509 authenticator runs first.
+    let (_, review) = json_of(api.raw(send("POST", whoami, Some(jane), Some(TOKEN))).await).await;
+    assert_eq!(review["status"]["userInfo"]["username"], "jane");
+    // The token alone still works.
+    let (_, review) = json_of(api.raw(send("POST", whoami, None, Some(TOKEN))).await).await;
+    assert_eq!(review["status"]["userInfo"], json!({"username": "admin", "groups": ["system:masters", "system:authenticated"]}));
+    // Neither credential, or an unknown token: 401 Status.
+    for token in [None, Some("wrong")] {
+        for (method, path) in [("GET", "/api/v1/namespaces"), ("POST", whoami)] {
+            let (s, st) = json_of(api.raw(send(method, path, None, token)).await).await;
+            assert_eq!((s, st["reason"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")), "{method} {path}");
+        }
+    }
+    assert_eq!(api.raw(send("GET", "/healthz", None, None)).await.status(), StatusCode::OK);
+}

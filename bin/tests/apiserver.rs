@@ -591,3 +591,210 @@ print("quota ok")
     let described = api.kubectl_ok(&["describe", "quota", "compute", "-n", "team"]);
     assert!(described.contains("requests.cpu") && described.contains("400m"), "{described}");
 }
+
+/// Splits `kubectl get` output into rows of whitespace-separated words (headers with a space,
+/// like NOMINATED NODE, become two words).
+fn table_rows(out: &str) -> Vec<Vec<&str>> {
+    out.lines().map(|l| l.split_whitespace().collect()).collect()
+}
+
+#[test]
+fn table_kubectl_get_prints_server_columns() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let pod = dir.join("pod.json");
+    std::fs::write(
+        &pod,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx"}, {"name": "log", "image": "busybox"}]}}"#,
+    )
+    .unwrap();
+    api.kubectl_ok(&["create", "-f", pod.to_str().unwrap()]);
+    let status = r#"{"status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [
+        {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}},
+        {"name": "log", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}"#;
+    api.kubectl_ok(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", status]);
+
+    let out = api.kubectl_ok(&["get", "pods"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert_eq!(rows[1][..4], ["web", "1/2", "CrashLoopBackOff", "2"], "{out}");
+    assert!(rows[1][4].ends_with('s'), "{out}");
+    let out = api.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0][5..], ["IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{out}");
+    assert_eq!(rows[1][5..], ["10.0.0.7", "node-1", "<none>", "<none>"], "{out}");
+    // Across namespaces kubectl adds NAMESPACE from the rows' PartialObjectMetadata.
+    let out = api.kubectl_ok(&["get", "pods", "-A"]);
+    let rows = table_rows(&out);
+    assert_eq!((&rows[0][..3], &rows[1][..4]), (&["NAMESPACE", "NAME", "READY"][..], &["default", "web", "1/2", "CrashLoopBackOff"][..]), "{out}");
+    // One object, and a label selector, go through the same columns.
+    for args in [&["get", "pod", "web"][..], &["get", "pods", "-l", "app=web"]] {
+        let out = api.kubectl_ok(args);
+        assert!(table_rows(&out)[1][..3] == ["web", "1/2", "CrashLoopBackOff"], "{out}");
+    }
+
+    let deploy = dir.join("deploy.json");
+    std::fs::write(
+        &deploy,
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}}"#,
+    )
+    .unwrap();
+    let svc = dir.join("svc.json");
+    std::fs::write(
+        &svc,
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}}"#,
+    )
+    .unwrap();
+    api.kubectl_ok(&["create", "-f", deploy.to_str().unwrap(), "-f", svc.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["get", "deployments"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{out}");
+    assert_eq!(rows[1][..4], ["web", "0/2", "0", "0"], "{out}");
+    let out = api.kubectl_ok(&["get", "deployments", "-o", "wide"]);
+    assert_eq!(table_rows(&out)[1][5..], ["app", "nginx:1.27", "app=web"], "{out}");
+    let out = api.kubectl_ok(&["get", "svc"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "{out}");
+    assert_eq!(rows[1][..5], ["web", "ClusterIP", "<none>", "<none>", "80/TCP,53/UDP"], "{out}");
+    let out = api.kubectl_ok(&["get", "ns"]);
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"], "{out}");
+    assert!(rows.iter().any(|r| r[..2] == ["default", "Active"]), "{out}");
+    let cm = dir.join("cm.json");
+    std::fs::write(&cm, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}}"#)
+        .unwrap();
+    api.kubectl_ok(&["create", "-f", cm.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["get", "configmaps"]);
+    let rows = table_rows(&out);
+    assert_eq!((rows[0].as_slice(), &rows[1][..2]), (&["NAME", "DATA", "AGE"][..], &["settings", "2"][..]), "{out}");
+
+    // `get -w`: kubectl lists, then watches with the same Accept; each change prints a row.
+    let mut cmd = Command::new(venv_bin("kubectl"));
+    cmd.arg("--kubeconfig").arg(&api.kubeconfig).args(["get", "pods", "-w"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut watcher = cmd.spawn().unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |want: &str, seen: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|l: &String| l.contains(want)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let listed = wait_for("CrashLoopBackOff", &mut seen);
+    let running = r#"{"status": {"containerStatuses": [
+        {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}},
+        {"name": "log", "ready": true, "restartCount": 1, "state": {"running": {}}}]}}"#;
+    api.kubectl_ok(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", running]);
+    let updated = wait_for("Running", &mut seen);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(listed && updated, "kubectl get -w printed:\n{}", seen.join("\n"));
+    let headers = seen.iter().filter(|l| l.starts_with("NAME")).count();
+    assert_eq!(headers, 1, "{}", seen.join("\n"));
+    let row = seen.iter().find(|l| l.contains("Running")).unwrap();
+    assert_eq!(row.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "2/2", "Running", "3"], "{}", seen.join("\n"));
+}
+
+/// Writes a kubeconfig next to `base` (same server and CA) whose user is `user` (JSON).
+fn certauth_kubeconfig(base: &Path, name: &str, user: serde_json::Value) -> PathBuf {
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(base).unwrap()).unwrap();
+    config["users"][0]["user"] = user;
+    let path = base.with_file_name(name);
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn certauth_kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(venv_bin("kubectl"));
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    run_with_timeout(cmd, None, CLIENT_TIMEOUT)
+}
+
+#[test]
+fn certauth_client_certificates_tokens_and_refusals() {
+    let api = Apiserver::start(&[]);
+    let cert_config = api.kubeconfig.with_file_name("kubeconfig-cert");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cert_config).unwrap()).unwrap();
+    assert!(config["users"][0]["user"]["client-certificate-data"].is_string(), "{config}");
+    assert!(config["users"][0]["user"].get("token").is_none(), "{config}");
+
+    // kubectl with the admin certificate: CN=admin, O=system:masters.
+    let out = certauth_kubectl(&cert_config, &["get", "namespaces"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("kube-system"), "{}", show(&out));
+    let out = certauth_kubectl(&cert_config, &["auth", "whoami", "-o", "json"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), file_tail(&api.log, 2000));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["status"]["userInfo"]["username"], "admin");
+    assert_eq!(review["status"]["userInfo"]["groups"], serde_json::json!(["system:masters", "system:authenticated"]));
+    // The token kubeconfig still works, and the server knows its user too.
+    let whoami = api.kubectl_ok(&["auth", "whoami"]);
+    assert!(whoami.contains("admin") && whoami.contains("system:masters"), "{whoami}");
+
+    // The Python client with the certificate kubeconfig.
+    let out = api.python(
+        r#"
+assert "default" in [n.metadata.name for n in v1.list_namespace().items]
+cm = v1.create_namespaced_config_map("default", {"metadata": {"name": "by-cert"}})
+assert cm.metadata.uid
+print("ok")
+"#,
+        &[("KUBECONFIG", cert_config.to_str().unwrap())],
+    );
+    assert!(out.contains("ok"), "{out}");
+
+    // A certificate from a CA the apiserver does not know: the TLS handshake refuses it.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "ferrokube-ca");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let (cert, key) = apiserver::pki::client_certificate("admin", "system:masters", &issuer).unwrap();
+    let (cert_file, key_file) = (api.dir.path().join("foreign.crt"), api.dir.path().join("foreign.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let foreign = certauth_kubeconfig(
+        &api.kubeconfig,
+        "kubeconfig-foreign",
+        serde_json::json!({"client-certificate": cert_file, "client-key": key_file}),
+    );
+    let out = certauth_kubectl(&foreign, &["get", "namespaces"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("tls"), "{}", show(&out));
+    assert!(!stderr.contains("Unauthorized"), "{}", show(&out));
+    let script = api.dir.path().join("foreign.py");
+    std::fs::write(&script, format!("{PRELUDE}\nv1.list_namespace()\nprint('listed')\n")).unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(&script).env("KUBECONFIG", &foreign);
+    let out = run_with_timeout(cmd, None, CLIENT_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("listed"), "{}", show(&out));
+    assert!(stderr.contains("SSL") || stderr.contains("certificate"), "{}", show(&out));
+
+    // No credential at all: 401 (kubectl would prompt for a password here, so Python asks).
+    let anonymous = certauth_kubeconfig(&api.kubeconfig, "kubeconfig-anonymous", serde_json::json!({}));
+    let out = api.python(
+        "st = expect_status(401, v1.list_namespace)\nassert st['reason'] == 'Unauthorized', st\nprint('ok')\n",
+        &[("KUBECONFIG", anonymous.to_str().unwrap())],
+    );
+    assert!(out.contains("ok"), "{out}");
+
+    // The access log names the user of each request.
+    let log = std::fs::read_to_string(&api.log).unwrap();
+    assert!(log.contains("selfsubjectreviews") && log.contains("\"admin\""), "{}", file_tail(&api.log, 2000));
+}

@@ -4,16 +4,18 @@ mod discovery;
 mod openapi;
 mod request;
 mod resource;
+mod table;
+mod whoami;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 
-use crate::auth::TokenAuth;
+use crate::auth::{CertificateUser, TokenAuth, User};
 use crate::error::Error;
 use crate::registry::Registry;
 
@@ -31,21 +33,31 @@ fn is_public(path: &str) -> bool {
     ["/healthz", "/livez", "/readyz"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
-async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(auth) = &st.auth {
-        if !is_public(req.uri().path()) {
-            let token = req
-                .headers()
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .map(str::trim);
-            if token.and_then(|t| auth.user(t)).is_none() {
-                return Error::Unauthorized.into_response();
-            }
+/// Who sent the request: the verified client certificate's user, else the bearer token's.
+/// The `User` goes into the request's extensions (for later code) and the response's (for the
+/// access log); without either credential a non-public path is 401.
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(auth) = &st.auth else { return next.run(req).await };
+    let from_cert = req.extensions().get::<CertificateUser>().map(|c| c.0.clone());
+    let user = from_cert.or_else(|| {
+        let token = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)?;
+        auth.user(token).cloned()
+    });
+    match user {
+        Some(user) => {
+            req.extensions_mut().insert(user.clone());
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(user);
+            resp
         }
+        None if is_public(req.uri().path()) => next.run(req).await,
+        None => Error::Unauthorized.into_response(),
     }
-    next.run(req).await
 }
 
 /// One structured line per request (target `access`): method, path and query, code, and
@@ -59,7 +71,8 @@ async fn access_log(req: Request, next: Next) -> Response {
     let took = started.elapsed();
     let code = resp.status().as_u16();
     crate::metrics::global().observe_request(verb, &group, &resource, code, took);
-    tracing::info!(target: "access", %method, uri, verb, resource, code, ms = took.as_millis() as u64);
+    let user = resp.extensions().get::<User>().map(|u| u.name.clone()).unwrap_or_default();
+    tracing::info!(target: "access", %method, uri, verb, resource, code, user, ms = took.as_millis() as u64);
     resp
 }
 
@@ -85,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/{group}", get(discovery::api_group))
         .route("/openapi/v3", get(openapi::root))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
+        .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", post(whoami::self_subject_review))
         .route("/api/{*rest}", any(resource::handle))
         .route("/apis/{group}/{*rest}", any(resource::handle))
         .fallback(not_found)

@@ -15,8 +15,10 @@ use super::discovery::resource_list;
 use super::request::{
     is_write, json_body, legacy_watch, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target,
 };
+use super::table;
 use super::AppState;
 use crate::error::Error;
+use crate::printers::TableOptions;
 use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest};
 use crate::storage::{ListOptions, Preconditions};
 use crate::Result;
@@ -77,11 +79,17 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
             Method::GET => {
                 let selector =
                     Selector::parse(query.label_selector.as_deref(), query.field_selector.as_deref(), kind)?;
+                let as_table = table::requested(&headers, &parts.uri)?;
                 if parse_bool("watch", &query.watch)?.unwrap_or(false) {
-                    return watch(st, kind, namespace, selector, &query).await;
+                    return watch(st, kind, namespace, selector, &query, as_table).await;
                 }
                 let (opts, not_older_than) = list_options(&query)?;
-                Ok(Json(reg.list(kind, namespace.as_deref(), &selector, opts, not_older_than).await?).into_response())
+                let list = reg.list(kind, namespace.as_deref(), &selector, opts, not_older_than).await?;
+                Ok(Json(match as_table {
+                    Some(t) => table::of_list(kind, &list, t),
+                    None => list,
+                })
+                .into_response())
             }
             Method::POST => {
                 if kind.namespaced && namespace.is_none() {
@@ -137,7 +145,12 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
             match method {
                 Method::GET if sub != Some("finalize") => {
                     let rv = query.resource_version.as_deref();
-                    Ok(Json(reg.get_not_older_than(kind, ns, &name, rv).await?).into_response())
+                    let obj = reg.get_not_older_than(kind, ns, &name, rv).await?;
+                    Ok(Json(match table::requested(&headers, &parts.uri)? {
+                        Some(t) => table::of_object(kind, &obj, t),
+                        None => obj,
+                    })
+                    .into_response())
                 }
                 Method::PUT => {
                     let body = json_body(&headers, &read_body(body).await?)?;
@@ -208,14 +221,24 @@ fn list_options(q: &Query) -> Result<(ListOptions, i64)> {
     Ok((ListOptions { limit, continue_token, revision }, not_older_than))
 }
 
-async fn watch(st: AppState, kind: &'static Kind, namespace: Option<String>, selector: Selector, q: &Query) -> Result<Response> {
+async fn watch(
+    st: AppState,
+    kind: &'static Kind,
+    namespace: Option<String>,
+    selector: Selector,
+    q: &Query,
+    as_table: Option<TableOptions>,
+) -> Result<Response> {
     let req = WatchRequest {
         resource_version: q.resource_version.clone(),
         allow_bookmarks: parse_bool("allowWatchBookmarks", &q.allow_watch_bookmarks)?.unwrap_or(false),
         send_initial_events: parse_bool("sendInitialEvents", &q.send_initial_events)?,
         timeout: parse_int("timeoutSeconds", &q.timeout_seconds)?.map(|s| Duration::from_secs(s as u64)),
     };
-    let events = st.registry.watch(kind, namespace, selector, req).await?;
+    let mut events = st.registry.watch(kind, namespace, selector, req).await?;
+    if let Some(t) = as_table {
+        events = table::of_watch(kind, events, t);
+    }
     let body = Body::from_stream(events.map(Ok::<_, Infallible>));
     let mut resp = Response::new(body);
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -65,6 +65,7 @@ pub fn run(args: ApiserverArgs) -> anyhow::Result<()> {
             "serving the Kubernetes API"
         );
         println!("kubeconfig: {}", server.kubeconfig.display());
+        println!("kubeconfig-cert: {}", server.kubeconfig_cert.display());
         println!("serving on https://{}", server.addr);
         super::wait_for_termination().await?;
         tracing::info!("shutting down");
