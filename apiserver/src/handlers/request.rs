@@ -1,5 +1,5 @@
 //! Parsing a resource request: the URL into a target, the query into options, the body into
-//! JSON (with the size limit and content types kube-apiserver accepts).
+//! JSON (with the size limit and the content types kube-apiserver accepts: JSON, YAML, protobuf).
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
@@ -153,17 +153,26 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes> {
     })
 }
 
-/// Decodes a create/update body: JSON, or no Content-Type (the Python client sends none on
-/// some calls). Protobuf and YAML are not supported yet: 415.
+/// The body media types `json_body` reads, as a 415 lists them.
+const BODY_MEDIA_TYPES: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
+/// Decodes a create/update body into the object's JSON: JSON (also with no Content-Type, as the
+/// Python client sends some calls), YAML, or Kubernetes protobuf (kubectl's imperative commands).
+/// Any other media type is 415.
 pub fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value> {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(media.is_empty() || media == "application/json" || media == "*/*") {
-        return Err(Error::UnsupportedMediaType("application/json".into()));
-    }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?;
+    let v: Value = match media.as_str() {
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?
+        }
+        "application/yaml" => serde_yaml_ng::from_slice(bytes)
+            .map_err(|e| Error::BadRequest(format!("error decoding the body as YAML: {e}")))?,
+        crate::codec::protobuf::MEDIA_TYPE => crate::codec::protobuf::decode(bytes)?,
+        _ => return Err(Error::UnsupportedMediaType(BODY_MEDIA_TYPES.into())),
+    };
     if !v.is_object() {
-        return Err(Error::BadRequest("the body must be a JSON object".into()));
+        return Err(Error::BadRequest("the body must be an object".into()));
     }
     Ok(v)
 }
