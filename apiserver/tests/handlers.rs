@@ -1055,3 +1055,51 @@ async fn yaml_bodies_create_and_update() {
         assert_eq!((s, v["kind"].as_str()), (StatusCode::BAD_REQUEST, Some("Status")), "{bad}: {v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_validation_of_unknown_fields() {
+    let api = Api::start().await;
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let deploy = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"foo": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "busybox", "bar": true}]}}}})
+    };
+    let post = |query: &str, body: Value| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("{base}{query}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (s, v) = api.call_ct("POST", &format!("{base}?fieldValidation=Strict"), Some("application/json"), Some(deploy("a").to_string().into_bytes())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["message"],
+        "strict decoding error: unknown field \"spec.foo\", unknown field \"spec.template.spec.containers[0].bar\""
+    );
+    // Warn, and the default: created, one Warning header per unknown field.
+    for (query, name) in [("?fieldValidation=Warn", "b"), ("", "c")] {
+        let resp = api.raw(post(query, deploy(name))).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let warnings: Vec<&str> = resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(
+            warnings,
+            [r#"299 - "unknown field \"spec.foo\"""#, r#"299 - "unknown field \"spec.template.spec.containers[0].bar\"""#]
+        );
+    }
+    let resp = api.raw(post("?fieldValidation=Ignore", deploy("d"))).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("warning").is_none());
+    // Known fields pass Strict, inlined structs (a configMap volume's name) included.
+    let mut ok = deploy("e");
+    ok["spec"].as_object_mut().unwrap().remove("foo");
+    ok["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("bar");
+    ok["spec"]["template"]["spec"]["volumes"] = json!([{"name": "v", "configMap": {"name": "cm"}}]);
+    let resp = api.raw(post("?fieldValidation=Strict", ok)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("warning").is_none());
+}

@@ -510,3 +510,18 @@ fn protobuf_kubectl_imperative_commands() {
     assert_eq!(pod["spec"]["containers"][0]["image"], "busybox");
     assert_eq!(json(&["get", "quota", "q"])["spec"]["hard"]["pods"], "10");
 }
+
+/// kubectl asks for `fieldValidation=Strict` by default and `Warn` with `--validate=warn`.
+#[test]
+fn protobuf_field_validation_with_kubectl() {
+    let api = Apiserver::start(&[]);
+    let manifest = api.dir.path().join("cm.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: default\ndata:\n  k: v\nfoo: 1\n").unwrap();
+    let out = api.kubectl(&["create", "-f", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(r#"strict decoding error: unknown field "foo""#), "{}", show(&out));
+    let out = api.kubectl(&["create", "--validate=warn", "-f", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains(r#"Warning: unknown field "foo""#), "{}", show(&out));
+    assert_eq!(api.kubectl_ok(&["get", "configmap", "cm", "-o", "jsonpath={.data.k}"]), "v");
+}

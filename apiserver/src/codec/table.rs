@@ -84,7 +84,6 @@ impl Message {
     }
 
     /// The field with JSON name `json`, looking into inlined structs.
-    #[cfg(test)]
     pub(crate) fn field_named(&self, json: &str) -> Option<&'static Field> {
         self.fields.iter().find_map(|f| match f.label {
             Label::Inline => f.ty.message().and_then(|m| m.field_named(json)),

@@ -4,6 +4,7 @@ mod discovery;
 mod openapi;
 mod request;
 mod resource;
+mod warning;
 
 use std::sync::Arc;
 
