@@ -105,14 +105,22 @@ impl Table {
                         names.push(name);
                     }
                     syn::Item::Impl(i) if impl_of(i) == Some("Resource") => {
-                        api_version = api_version.or_else(|| const_str(i, "API_VERSION"));
+                        let av = const_str(i, "API_VERSION");
+                        assert!(
+                            api_version.is_none() || api_version == av,
+                            "{module}: Resource impls of two apiVersions ({api_version:?}, {av:?})"
+                        );
+                        api_version = av;
                     }
                     _ => {}
                 }
             }
             if let Some(av) = api_version {
                 for n in names {
-                    roots.insert((av.clone(), n.clone()), format!("{module}/{n}"));
+                    let path = format!("{module}/{n}");
+                    if let Some(other) = roots.insert((av.clone(), n.clone()), path.clone()) {
+                        panic!("{av} {n} is both {other} and {path}");
+                    }
                 }
             }
         }

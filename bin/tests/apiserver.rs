@@ -479,6 +479,10 @@ fn protobuf_kubectl_imperative_commands() {
         (&["create", "job", "once", "-n", "imp", "--image=busybox"], "job.batch/once created"),
         (&["run", "solo", "-n", "imp", "--image=busybox", "--labels=app=solo,tier=demo"], "pod/solo created"),
         (&["create", "quota", "q", "-n", "imp", "--hard=pods=10"], "resourcequota/q created"),
+        (&["create", "cronjob", "tick", "-n", "imp", "--image=busybox", "--schedule=*/5 * * * *"], "cronjob.batch/tick created"),
+        (&["create", "pdb", "budget", "-n", "imp", "--selector=app=web", "--min-available=1"], "poddisruptionbudget.policy/budget created"),
+        (&["create", "ingress", "entry", "-n", "imp", "--rule=foo.example/bar=web:80"], "ingress.networking.k8s.io/entry created"),
+        (&["expose", "deployment", "web", "-n", "imp", "--port=81", "--target-port=8081", "--name=web-exposed"], "service/web-exposed exposed"),
     ] {
         let out = api.kubectl_ok(args);
         assert!(out.contains(created), "kubectl {args:?}: {out}");
@@ -509,6 +513,20 @@ fn protobuf_kubectl_imperative_commands() {
     assert_eq!(pod["metadata"]["labels"], serde_json::json!({"app": "solo", "tier": "demo"}));
     assert_eq!(pod["spec"]["containers"][0]["image"], "busybox");
     assert_eq!(json(&["get", "quota", "q"])["spec"]["hard"]["pods"], "10");
+    let cron = json(&["get", "cronjob", "tick"]);
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    let pdb = json(&["get", "pdb", "budget"]);
+    assert_eq!((pdb["spec"]["minAvailable"].clone(), pdb["spec"]["selector"]["matchLabels"]["app"].clone()), (1.into(), "web".into()));
+    let ing = json(&["get", "ingress", "entry"]);
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "foo.example");
+    // `http` is an inlined struct in Go (IngressRuleValue): it sits in the rule itself.
+    assert_eq!(rule["http"]["paths"][0]["path"], "/bar");
+    assert_eq!(rule["http"]["paths"][0]["backend"]["service"]["port"]["number"], 80);
+    let exposed = json(&["get", "service", "web-exposed"]);
+    assert_eq!(exposed["spec"]["selector"]["app"], "web");
+    assert_eq!((exposed["spec"]["ports"][0]["port"].clone(), exposed["spec"]["ports"][0]["targetPort"].clone()), (81.into(), 8081.into()));
 }
 
 /// kubectl asks for `fieldValidation=Strict` by default and `Warn` with `--validate=warn`.

@@ -32,6 +32,11 @@ const EMPTY_STRING_IS_A_VALUE: &[(&str, &str)] = &[("api/core/v1/PersistentVolum
 
 /// Decodes a Kubernetes protobuf body into the object's JSON, `apiVersion` and `kind` included.
 pub fn decode(body: &[u8]) -> Result<Value> {
+    decode_at(body, 0)
+}
+
+/// `decode` of a body found `depth` messages deep (a RawExtension may embed a protobuf object).
+fn decode_at(body: &[u8], depth: usize) -> Result<Value> {
     let rest = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("", "the body does not start with the Kubernetes protobuf prefix \"k8s\\x00\""))?;
@@ -68,7 +73,7 @@ pub fn decode(body: &[u8]) -> Result<Value> {
     }
     let msg = root(&api_version, &kind)
         .ok_or_else(|| bad("", &format!("no protobuf schema for kind {kind:?} in apiVersion {api_version:?}")))?;
-    let mut obj = message(raw, msg, "", 0)?;
+    let mut obj = message(raw, msg, "", depth)?;
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), Value::String(api_version));
         m.insert("kind".into(), Value::String(kind));
@@ -170,7 +175,7 @@ fn message(buf: &[u8], msg: &'static Message, path: &str, depth: usize) -> Resul
         return Err(bad(path, "nested too deeply"));
     }
     if msg.special != Special::None {
-        return special(buf, msg, path);
+        return special(buf, msg, path, depth);
     }
     let mut obj = Map::new();
     for (tag, wire) in fields(buf, path)? {
@@ -274,7 +279,7 @@ fn value(wire: Wire<'_>, field: &Field, path: &str, depth: usize) -> Result<Valu
 }
 
 /// The JSON forms of Time, MicroTime, Duration, RawExtension, IntOrString and Quantity.
-fn special(buf: &[u8], msg: &'static Message, path: &str) -> Result<Value> {
+fn special(buf: &[u8], msg: &'static Message, path: &str, depth: usize) -> Result<Value> {
     let mut ints = [0i64; 4];
     let mut bytes: [Option<&[u8]>; 4] = [None; 4];
     for (tag, wire) in fields(buf, path)? {
@@ -301,7 +306,7 @@ fn special(buf: &[u8], msg: &'static Message, path: &str) -> Result<Value> {
         Special::Duration => Value::String(go_duration(ints[1])),
         Special::RawJson => match bytes[1] {
             None | Some([]) => Value::Null,
-            Some(b) if b.starts_with(MAGIC) => decode(b)?,
+            Some(b) if b.starts_with(MAGIC) => decode_at(b, depth + 1)?,
             Some(b) => serde_json::from_slice(b).map_err(|e| bad(path, &format!("embedded JSON: {e}")))?,
         },
         Special::IntOrString if ints[1] == 1 => Value::String(utf8(bytes[3].unwrap_or_default(), path)?),
@@ -601,6 +606,28 @@ mod tests {
         ] {
             assert_eq!(go_duration(ns), want);
         }
+    }
+
+    #[test]
+    fn raw_extensions_hold_json_or_nested_protobuf() {
+        use k8s_pb::apimachinery::pkg::runtime::RawExtension;
+        let rev = |data: Vec<u8>| apps::ControllerRevision {
+            metadata: meta("r"),
+            data: Some(RawExtension { raw: Some(data) }),
+            revision: Some(3),
+        };
+        let v = decode(&body("apps/v1", "ControllerRevision", &rev(br#"{"spec":{"x":1}}"#.to_vec()))).unwrap();
+        assert_eq!((v["data"].clone(), v["revision"].clone()), (json!({"spec": {"x": 1}}), json!(3)));
+        let inner = body("v1", "Namespace", &core::Namespace { metadata: meta("n"), ..Default::default() });
+        let v = decode(&body("apps/v1", "ControllerRevision", &rev(inner))).unwrap();
+        assert_eq!(v["data"], json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "creationTimestamp": null}}));
+        assert!(err(&body("apps/v1", "ControllerRevision", &rev(b"{not json".to_vec()))).contains("at data: embedded JSON"));
+        // Protobuf nested in protobuf without end is cut off, not a stack overflow.
+        let mut deep = body("apps/v1", "ControllerRevision", &rev(br#"{}"#.to_vec()));
+        for _ in 0..200 {
+            deep = body("apps/v1", "ControllerRevision", &rev(deep));
+        }
+        assert!(err(&deep).contains("nested too deeply"));
     }
 
     #[test]
