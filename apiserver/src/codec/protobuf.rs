@@ -4,8 +4,10 @@
 //! `{1 typeMeta {1 apiVersion, 2 kind}, 2 raw, 3 contentEncoding, 4 contentType}`, where `raw`
 //! is the typed object (`apps/v1 Deployment`) in protobuf. The typed object is decoded with the
 //! generated field table into the JSON kube-apiserver would have received: proto2 presence is
-//! kept (an explicit `replicas: 0` stays), absent fields and empty lists are left out, and a
-//! field number the table does not know is a 400, never silently dropped.
+//! kept (an explicit `replicas: 0` stays) but an empty string reads as absent (see
+//! `EMPTY_STRING_IS_A_VALUE`), absent fields and empty lists are left out, Go's inlined structs
+//! are flattened into their parent, and a field number the table does not know is a 400, never
+//! silently dropped.
 
 use base64::Engine;
 use serde_json::{Map, Number, Value};
