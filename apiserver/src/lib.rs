@@ -3,6 +3,8 @@
 //! Layers, each depending only on the ones below it:
 //! - `handlers/`: thin axum code: parse the URL and query, read the body, call the registry,
 //!   write JSON (or a watch stream).
+//! - `codec/`: request bodies in Kubernetes protobuf, decoded to JSON with a table generated
+//!   from k8s-pb at build time.
 //! - `registry/`: one generic registry (create/get/list/update/patch/delete/watch) driven by a
 //!   table of kinds, each with a strategy (defaults, validation, status handling).
 //! - `admission/`: mutating then validating plugins (NamespaceLifecycle, ...) run on create.
@@ -14,6 +16,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod codec;
 pub mod error;
 pub mod handlers;
 pub mod metrics;

@@ -194,8 +194,12 @@ async fn crud_object_semantics_and_conflicts() {
     assert_eq!((s, v["kind"].as_str()), (StatusCode::BAD_REQUEST, Some("Status")));
     let (s, _) = api.call_ct("POST", base, Some("application/json"), Some(b"[1,2]".to_vec())).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Protobuf is read (see `protobuf_*` below); a truncated one is a 400, other media types 415.
     let (s, v) = api.call_ct("POST", base, Some("application/vnd.kubernetes.protobuf"), Some(vec![0x6b, 0x38])).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("BadRequest")), "{v}");
+    let (s, v) = api.call_ct("POST", base, Some("application/cbor"), Some(vec![0xa0])).await;
     assert_eq!((s, v["reason"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("UnsupportedMediaType")));
+    assert!(v["message"].as_str().unwrap().contains("application/vnd.kubernetes.protobuf"), "{v}");
     let huge = format!("{{\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(3 * 1024 * 1024 + 10));
     let (s, v) = api.call_ct("POST", base, Some("application/json"), Some(huge.into_bytes())).await;
     assert_eq!((s, v["reason"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLarge")));
@@ -1327,4 +1331,157 @@ async fn certauth_certificate_user_or_token() {
         }
     }
     assert_eq!(api.raw(send("GET", "/healthz", None, None)).await.status(), StatusCode::OK);
+}
+
+/// A body as kubectl's imperative commands send it: `k8s\0`, then `runtime.Unknown` around the
+/// typed object in protobuf.
+fn protobuf_body(api_version: &str, kind: &str, obj: &impl prost::Message) -> Vec<u8> {
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) }),
+        raw: Some(obj.encode_to_vec()),
+        ..Default::default()
+    };
+    [b"k8s\0".as_slice(), &prost::Message::encode_to_vec(&unknown)].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_create_update_and_scale() {
+    use k8s_pb::api::apps::v1 as apps;
+    use k8s_pb::api::autoscaling::v1 as autoscaling;
+    use k8s_pb::api::core::v1 as core;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+    const PB: Option<&str> = Some("application/vnd.kubernetes.protobuf");
+    let api = Api::start().await;
+    let om = |name: &str| Some(ObjectMeta { name: Some(name.into()), ..Default::default() });
+
+    let ns = core::Namespace { metadata: om("pb"), ..Default::default() };
+    let (s, v) = api.call_ct("POST", "/api/v1/namespaces", PB, Some(protobuf_body("v1", "Namespace", &ns))).await;
+    assert_eq!((s, v["metadata"]["name"].as_str()), (StatusCode::CREATED, Some("pb")), "{v}");
+    assert_eq!(v["status"]["phase"], "Active");
+
+    let cm = core::ConfigMap {
+        metadata: om("conf"),
+        data: [("k".to_string(), "v".to_string())].into(),
+        binary_data: [("b".to_string(), vec![0, 255])].into(),
+        ..Default::default()
+    };
+    let base = "/api/v1/namespaces/pb/configmaps";
+    let (s, v) = api.call_ct("POST", base, PB, Some(protobuf_body("v1", "ConfigMap", &cm))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!((v["data"].clone(), v["binaryData"].clone()), (json!({"k": "v"}), json!({"b": "AP8="})));
+    assert_eq!(v["kind"], "ConfigMap");
+    // PUT in protobuf, with the resourceVersion just read.
+    let rv = v["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut cm2 = cm.clone();
+    cm2.metadata.as_mut().unwrap().resource_version = Some(rv);
+    cm2.data = [("k".to_string(), "w".to_string())].into();
+    let (s, v) = api.call_ct("PUT", &format!("{base}/conf"), PB, Some(protobuf_body("v1", "ConfigMap", &cm2))).await;
+    assert_eq!((s, v["data"]["k"].as_str()), (StatusCode::OK, Some("w")), "{v}");
+    // The typeMeta is checked against the URL like JSON's apiVersion/kind.
+    let secret = core::Secret { metadata: om("s"), ..Default::default() };
+    let (s, v) = api.call_ct("POST", base, PB, Some(protobuf_body("v1", "Secret", &secret))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("Secret"), "{v}");
+    // A field number unknown to the schema is a 400 naming it, not silently dropped.
+    let mut bytes = protobuf_body("v1", "ConfigMap", &cm);
+    let raw_len_at = bytes.len() - prost::Message::encode_to_vec(&cm).len() - 1;
+    bytes[raw_len_at] += 3;
+    bytes.extend([0xf8, 0x06, 0x01]); // field 111, varint 1
+    let (s, v) = api.call_ct("POST", base, PB, Some(bytes)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("unknown field number 111 in message api/core/v1/ConfigMap"), "{v}");
+
+    // Deployment with an explicit replicas: 0, then its scale subresource PUT in protobuf.
+    let labels: std::collections::BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+    let d = apps::Deployment {
+        metadata: om("web"),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(0),
+            selector: Some(LabelSelector { match_labels: labels.clone(), ..Default::default() }),
+            template: Some(core::PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels, ..Default::default() }),
+                spec: Some(core::PodSpec {
+                    containers: vec![core::Container { name: Some("c".into()), image: Some("busybox".into()), ..Default::default() }],
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let deps = "/apis/apps/v1/namespaces/pb/deployments";
+    let (s, v) = api.call_ct("POST", deps, PB, Some(protobuf_body("apps/v1", "Deployment", &d))).await;
+    assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::CREATED, Some(0)), "{v}");
+    let scale = autoscaling::Scale { metadata: om("web"), spec: Some(autoscaling::ScaleSpec { replicas: Some(4) }), status: None };
+    let (s, v) = api.call_ct("PUT", &format!("{deps}/web/scale"), PB, Some(protobuf_body("autoscaling/v1", "Scale", &scale))).await;
+    assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(4)), "{v}");
+    assert_eq!(api.ok("GET", &format!("{deps}/web"), None).await["spec"]["replicas"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_bodies_create_and_update() {
+    let api = Api::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n  labels: {app: web}\ndata:\n  port: \"80\"\n  text: |\n    two\n    lines\n";
+    let (s, v) = api.call_ct("POST", base, Some("application/yaml"), Some(yaml.as_bytes().to_vec())).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"], json!({"port": "80", "text": "two\nlines\n"}));
+    assert_eq!(v["metadata"]["labels"]["app"], "web");
+    let rv = v["metadata"]["resourceVersion"].as_str().unwrap();
+    let update = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n  resourceVersion: \"{rv}\"\ndata:\n  port: \"81\"\n");
+    let (s, v) = api.call_ct("PUT", &format!("{base}/y"), Some("application/yaml; charset=utf-8"), Some(update.into_bytes())).await;
+    assert_eq!((s, v["data"].clone()), (StatusCode::OK, json!({"port": "81"})), "{v}");
+    for bad in ["a: [unclosed", "- a\n- list\n", "just a string"] {
+        let (s, v) = api.call_ct("POST", base, Some("application/yaml"), Some(bad.as_bytes().to_vec())).await;
+        assert_eq!((s, v["kind"].as_str()), (StatusCode::BAD_REQUEST, Some("Status")), "{bad}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_validation_of_unknown_fields() {
+    let api = Api::start().await;
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let deploy = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"foo": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "busybox", "bar": true}]}}}})
+    };
+    let post = |query: &str, body: Value| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("{base}{query}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (s, v) = api.call_ct("POST", &format!("{base}?fieldValidation=Strict"), Some("application/json"), Some(deploy("a").to_string().into_bytes())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["message"],
+        "strict decoding error: unknown field \"spec.foo\", unknown field \"spec.template.spec.containers[0].bar\""
+    );
+    // Warn, and the default: created, one Warning header per unknown field.
+    for (query, name) in [("?fieldValidation=Warn", "b"), ("", "c")] {
+        let resp = api.raw(post(query, deploy(name))).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let warnings: Vec<&str> = resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(
+            warnings,
+            [r#"299 - "unknown field \"spec.foo\"""#, r#"299 - "unknown field \"spec.template.spec.containers[0].bar\"""#]
+        );
+    }
+    let resp = api.raw(post("?fieldValidation=Ignore", deploy("d"))).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("warning").is_none());
+    // Known fields pass Strict, inlined structs (a configMap volume's name) included.
+    let mut ok = deploy("e");
+    ok["spec"].as_object_mut().unwrap().remove("foo");
+    ok["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("bar");
+    ok["spec"]["template"]["spec"]["volumes"] = json!([{"name": "v", "configMap": {"name": "cm"}}]);
+    let resp = api.raw(post("?fieldValidation=Strict", ok)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().get("warning").is_none());
 }

@@ -540,9 +540,92 @@ fn kubectl_get_create_apply_delete() {
     assert!(out.contains("deleted"), "{out}");
     let out = api.kubectl(&["get", "deployment", "web", "-n", "kc"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
-    // Known gap: imperative `create` sends protobuf, which is refused with 415.
-    let out = api.kubectl(&["create", "namespace", "imperative"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnsupportedMediaType"), "{}", show(&out));
+    // Imperative `create` sends protobuf (more in `protobuf_kubectl_imperative_commands`).
+    assert!(api.kubectl_ok(&["create", "namespace", "imperative"]).contains("namespace/imperative created"));
+}
+
+/// kubectl's imperative commands send `application/vnd.kubernetes.protobuf` bodies.
+#[test]
+fn protobuf_kubectl_imperative_commands() {
+    let api = Apiserver::start(&[]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-n", "imp", "-o", "json"]);
+        serde_json::from_str(&api.kubectl_ok(&all)).unwrap()
+    };
+    for (args, created) in [
+        (&["create", "namespace", "imp"][..], "namespace/imp created"),
+        (&["create", "configmap", "conf", "-n", "imp", "--from-literal=k=v", "--from-literal=port=80"], "configmap/conf created"),
+        (&["create", "secret", "generic", "db", "-n", "imp", "--from-literal=password=s3cr:et"], "secret/db created"),
+        (&["create", "serviceaccount", "robot", "-n", "imp"], "serviceaccount/robot created"),
+        (&["create", "deployment", "web", "-n", "imp", "--image=busybox", "--replicas=2"], "deployment.apps/web created"),
+        (&["create", "service", "clusterip", "web", "-n", "imp", "--tcp=80:8080"], "service/web created"),
+        (&["create", "job", "once", "-n", "imp", "--image=busybox"], "job.batch/once created"),
+        (&["run", "solo", "-n", "imp", "--image=busybox", "--labels=app=solo,tier=demo"], "pod/solo created"),
+        (&["create", "quota", "q", "-n", "imp", "--hard=pods=10"], "resourcequota/q created"),
+        (&["create", "cronjob", "tick", "-n", "imp", "--image=busybox", "--schedule=*/5 * * * *"], "cronjob.batch/tick created"),
+        (&["create", "pdb", "budget", "-n", "imp", "--selector=app=web", "--min-available=1"], "poddisruptionbudget.policy/budget created"),
+        (&["create", "ingress", "entry", "-n", "imp", "--rule=foo.example/bar=web:80"], "ingress.networking.k8s.io/entry created"),
+        (&["expose", "deployment", "web", "-n", "imp", "--port=81", "--target-port=8081", "--name=web-exposed"], "service/web-exposed exposed"),
+    ] {
+        let out = api.kubectl_ok(args);
+        assert!(out.contains(created), "kubectl {args:?}: {out}");
+    }
+    let ns: serde_json::Value = serde_json::from_str(&api.kubectl_ok(&["get", "namespace", "imp", "-o", "json"])).unwrap();
+    assert_eq!((ns["metadata"]["name"].as_str(), ns["status"]["phase"].as_str()), (Some("imp"), Some("Active")));
+    let cm = json(&["get", "configmap", "conf"]);
+    assert_eq!(cm["data"], serde_json::json!({"k": "v", "port": "80"}));
+    let secret = json(&["get", "secret", "db"]);
+    let decoded = api.kubectl_ok(&["get", "secret", "db", "-n", "imp", "-o", "go-template={{.data.password | base64decode}}"]);
+    assert_eq!(decoded, "s3cr:et");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(json(&["get", "serviceaccount", "robot"])["metadata"]["name"], "robot");
+    let d = json(&["get", "deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    // Go sends non-pointer zeros (`minReadySeconds: 0`, `stdin: false`); they are kept.
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["stdin"], false);
+    let svc = json(&["get", "service", "web"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    let job = json(&["get", "job", "once"]);
+    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    let pod = json(&["get", "pod", "solo"]);
+    assert_eq!(pod["metadata"]["labels"], serde_json::json!({"app": "solo", "tier": "demo"}));
+    assert_eq!(pod["spec"]["containers"][0]["image"], "busybox");
+    assert_eq!(json(&["get", "quota", "q"])["spec"]["hard"]["pods"], "10");
+    let cron = json(&["get", "cronjob", "tick"]);
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    let pdb = json(&["get", "pdb", "budget"]);
+    assert_eq!((pdb["spec"]["minAvailable"].clone(), pdb["spec"]["selector"]["matchLabels"]["app"].clone()), (1.into(), "web".into()));
+    let ing = json(&["get", "ingress", "entry"]);
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "foo.example");
+    // `http` is an inlined struct in Go (IngressRuleValue): it sits in the rule itself.
+    assert_eq!(rule["http"]["paths"][0]["path"], "/bar");
+    assert_eq!(rule["http"]["paths"][0]["backend"]["service"]["port"]["number"], 80);
+    let exposed = json(&["get", "service", "web-exposed"]);
+    assert_eq!(exposed["spec"]["selector"]["app"], "web");
+    assert_eq!((exposed["spec"]["ports"][0]["port"].clone(), exposed["spec"]["ports"][0]["targetPort"].clone()), (81.into(), 8081.into()));
+}
+
+/// kubectl asks for `fieldValidation=Strict` by default and `Warn` with `--validate=warn`.
+#[test]
+fn protobuf_field_validation_with_kubectl() {
+    let api = Apiserver::start(&[]);
+    let manifest = api.dir.path().join("cm.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: default\ndata:\n  k: v\nfoo: 1\n").unwrap();
+    let out = api.kubectl(&["create", "-f", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(r#"strict decoding error: unknown field "foo""#), "{}", show(&out));
+    let out = api.kubectl(&["create", "--validate=warn", "-f", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains(r#"Warning: unknown field "foo""#), "{}", show(&out));
+    assert_eq!(api.kubectl_ok(&["get", "configmap", "cm", "-o", "jsonpath={.data.k}"]), "v");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod request;
 mod resource;
 mod table;
 mod whoami;
+mod warning;
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! Parsing a resource request: the URL into a target, the query into options, the body into
-//! JSON (with the size limit and content types kube-apiserver accepts).
+//! JSON (with the size limit and the content types kube-apiserver accepts: JSON, YAML, protobuf).
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
@@ -113,8 +113,8 @@ pub struct Query {
     pub send_initial_events: Option<String>,
     pub dry_run: Option<String>,
     pub grace_period_seconds: Option<String>,
-    /// Strict/Warn/Ignore. Accepted; unknown fields are not detected yet (the schemas cover
-    /// only the fields we use), so every value behaves as Ignore.
+    /// What to do with unknown fields in a JSON or YAML create/update body: Strict (400),
+    /// Warn (the default: `Warning` headers) or Ignore. Either way the object is stored as sent.
     pub field_validation: Option<String>,
 }
 
@@ -188,19 +188,56 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes> {
     Ok(kept.freeze())
 }
 
-/// Decodes a create/update body: JSON, or no Content-Type (the Python client sends none on
-/// some calls). Protobuf and YAML are not supported yet: 415.
-pub fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value> {
+/// The body media types `json_body` reads, as a 415 lists them.
+const BODY_MEDIA_TYPES: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
+/// Decodes a create/update body into the object's JSON: JSON (also with no Content-Type, as the
+/// Python client sends some calls), YAML, or Kubernetes protobuf (kubectl's imperative commands).
+/// Any other media type is 415. Unknown fields of JSON and YAML bodies are handled as
+/// `fieldValidation` says (protobuf bodies cannot carry them: an unknown field number is a 400).
+pub fn json_body(headers: &HeaderMap, query: &Query, bytes: &[u8]) -> Result<Value> {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(media.is_empty() || media == "application/json" || media == "*/*") {
-        return Err(Error::UnsupportedMediaType("application/json".into()));
-    }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?;
+    let v: Value = match media.as_str() {
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?
+        }
+        "application/yaml" => serde_yaml_ng::from_slice(bytes)
+            .map_err(|e| Error::BadRequest(format!("error decoding the body as YAML: {e}")))?,
+        crate::codec::protobuf::MEDIA_TYPE => return object(crate::codec::protobuf::decode(bytes)?),
+        _ => return Err(Error::UnsupportedMediaType(BODY_MEDIA_TYPES.into())),
+    };
+    let v = object(v)?;
+    check_unknown_fields(query, &v)?;
+    Ok(v)
+}
+
+fn object(v: Value) -> Result<Value> {
     if !v.is_object() {
-        return Err(Error::BadRequest("the body must be a JSON object".into()));
+        return Err(Error::BadRequest("the body must be an object".into()));
     }
     Ok(v)
+}
+
+/// `fieldValidation`: Strict refuses unknown fields (400, kube-apiserver's message), Warn (the
+/// default) answers a `Warning` header per field, Ignore says nothing. Bodies without
+/// apiVersion/kind are not checked (the kind they are checked against comes from the body:
+/// a scale PUT carries a Scale, a binding a Binding).
+fn check_unknown_fields(query: &Query, v: &Value) -> Result<()> {
+    let mode = query.field_validation.as_deref().filter(|m| !m.is_empty()).unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(());
+    }
+    let unknown = crate::codec::unknown::unknown_fields(v).unwrap_or_default();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<String> = unknown.iter().map(|p| format!("unknown field {p:?}")).collect();
+    if mode == "Strict" {
+        return Err(Error::BadRequest(format!("strict decoding error: {}", each.join(", "))));
+    }
+    each.into_iter().for_each(super::warning::add);
+    Ok(())
 }
 
 /// Kubernetes' verb and the group/resource of a request, for metrics: `("list", "", "pods")`,

@@ -28,11 +28,14 @@ use crate::Result;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, serve(st, req)).await {
+    let (result, warnings) = super::warning::collect(tokio::time::timeout(REQUEST_TIMEOUT, serve(st, req))).await;
+    let mut resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),
         Err(_) => Error::Timeout(format!("the request did not complete within {}s", REQUEST_TIMEOUT.as_secs())).into_response(),
-    }
+    };
+    super::warning::apply(&mut resp, &warnings);
+    resp
 }
 
 fn object(code: StatusCode, v: Value) -> Response {
@@ -95,7 +98,7 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                 if kind.namespaced && namespace.is_none() {
                     return Err(method_not_allowed(&method, "a namespaced collection across all namespaces"));
                 }
-                let body = json_body(&headers, &read_body(body).await?)?;
+                let body = json_body(&headers, &query, &read_body(body).await?)?;
                 Ok(object(StatusCode::CREATED, reg.create(kind, namespace.as_deref(), body).await?))
             }
             Method::DELETE => {
@@ -119,13 +122,13 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
             }
             match (sub, &method) {
                 (Some("binding"), &Method::POST) => {
-                    let body = json_body(&headers, &read_body(body).await?)?;
+                    let body = json_body(&headers, &query, &read_body(body).await?)?;
                     return Ok(object(StatusCode::CREATED, reg.bind(kind, ns, &name, body).await?));
                 }
                 (Some("binding"), m) => return Err(method_not_allowed(m, "pods/binding")),
                 (Some("scale"), &Method::GET) => return Ok(Json(reg.get_scale(kind, ns, &name).await?).into_response()),
                 (Some("scale"), &Method::PUT) => {
-                    let body = json_body(&headers, &read_body(body).await?)?;
+                    let body = json_body(&headers, &query, &read_body(body).await?)?;
                     let v = reg.update_scale(kind, ns, &name, ScaleChange::Replace(&body)).await?;
                     return Ok(Json(v).into_response());
                 }
@@ -153,7 +156,7 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                     .into_response())
                 }
                 Method::PUT => {
-                    let body = json_body(&headers, &read_body(body).await?)?;
+                    let body = json_body(&headers, &query, &read_body(body).await?)?;
                     Ok(Json(reg.update(kind, ns, &name, sub, body).await?).into_response())
                 }
                 Method::PATCH if sub != Some("finalize") => {

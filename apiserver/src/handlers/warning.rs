@@ -1,0 +1,37 @@
+//! Warnings for the response's `Warning` headers (`299 - "text"`), recorded by whatever code
+//! serves the request, as kube-apiserver's request-context warning recorder.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use axum::http::HeaderValue;
+use axum::response::Response;
+
+tokio::task_local! {
+    static WARNINGS: RefCell<Vec<String>>;
+}
+
+/// Runs `f` with a warning recorder; returns its output and the warnings it recorded.
+pub async fn collect<F: Future>(f: F) -> (F::Output, Vec<String>) {
+    WARNINGS
+        .scope(RefCell::new(Vec::new()), async {
+            let out = f.await;
+            (out, WARNINGS.with(|w| w.take()))
+        })
+        .await
+}
+
+/// Records a warning for the current request (a no-op outside `collect`).
+pub fn add(text: String) {
+    let _ = WARNINGS.try_with(|w| w.borrow_mut().push(text));
+}
+
+/// Adds one `Warning: 299 - "..."` header per warning.
+pub fn apply(resp: &mut Response, warnings: &[String]) {
+    for w in warnings {
+        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append(axum::http::header::WARNING, v);
+        }
+    }
+}
