@@ -49,6 +49,16 @@ impl Cause {
         }
     }
 
+    /// A field has a value outside a fixed set (`dryRun=x`: supported values: "All").
+    pub fn not_supported(field: impl Into<String>, value: &serde_json::Value, supported: &[&str]) -> Self {
+        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Self {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {value}: supported values: {}", supported.join(", ")),
+            field: field.into(),
+        }
+    }
+
     /// A field may not change after creation.
     pub fn immutable(field: impl Into<String>) -> Self {
         Self {

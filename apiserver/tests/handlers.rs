@@ -946,3 +946,98 @@ async fn discovery_lists_every_added_kind() {
         assert_eq!(api.ok("GET", &format!("/apis/{group}"), None).await["kind"], "APIGroup");
     }
 }
+
+/// The store's current revision (a LIST's resourceVersion): a dry run must not move it.
+async fn store_revision(api: &Api) -> String {
+    api.ok("GET", "/api/v1/namespaces", None).await["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_answers_without_writing() {
+    let api = Api::start().await;
+    api.create_ns("dry").await;
+    let base = "/api/v1/namespaces/dry/configmaps";
+    let before = store_revision(&api).await;
+
+    // Create: 201 with the object as it would be stored, but no resourceVersion, and nothing stored.
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("a", json!({"x": "1"})))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["metadata"]["uid"].as_str().unwrap().len(), 36);
+    assert!(v["metadata"]["creationTimestamp"].is_string());
+    assert!(v["metadata"].get("resourceVersion").is_none(), "{v}");
+    assert_eq!(api.call("GET", &format!("{base}/a"), None).await.0, StatusCode::NOT_FOUND);
+    let v = api.ok("POST", &format!("{base}?dryRun=All"), Some(json!({"metadata": {"generateName": "gen-"}}))).await;
+    assert!(v["metadata"]["name"].as_str().unwrap().starts_with("gen-"), "{v}");
+    // Admission and validation still run.
+    let (s, _) = api.call("POST", "/api/v1/namespaces/nowhere/configmaps?dryRun=All", Some(cm("a", json!({})))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("a", json!({"bad key!": "1"})))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Any other value is refused as kube-apiserver refuses it.
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=Yes"), Some(cm("a", json!({})))).await;
+    assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dryRun")), "{v}");
+    assert_eq!(store_revision(&api).await, before);
+
+    let stored = api.ok("POST", base, Some(cm("b", json!({"x": "1"})))).await;
+    api.ok("POST", base, Some(json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}))).await;
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("b", json!({})))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("AlreadyExists")));
+    let before = store_revision(&api).await;
+    let one = format!("{base}/b");
+
+    // Update: the answer is the would-be object at the unchanged resourceVersion.
+    let mut next = stored.clone();
+    next["data"] = json!({"x": "2"});
+    let v = api.ok("PUT", &format!("{one}?dryRun=All"), Some(next.clone())).await;
+    assert_eq!((v["data"]["x"].as_str(), rv(&v)), (Some("2"), rv(&stored)));
+    next["metadata"]["resourceVersion"] = json!("1");
+    let (s, _) = api.call("PUT", &format!("{one}?dryRun=All"), Some(next)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a stale resourceVersion is still a conflict");
+    // Every patch type.
+    for (ct, patch) in [
+        ("application/merge-patch+json", json!({"data": {"x": "3"}})),
+        ("application/strategic-merge-patch+json", json!({"data": {"x": "3"}})),
+        ("application/json-patch+json", json!([{"op": "add", "path": "/data/x", "value": "3"}])),
+    ] {
+        let (s, v) = api.call_ct("PATCH", &format!("{one}?dryRun=All"), Some(ct), Some(patch.to_string().into_bytes())).await;
+        assert_eq!((s, v["data"]["x"].as_str()), (StatusCode::OK, Some("3")), "{ct}: {v}");
+    }
+    let (s, _) = api.call("PATCH", &format!("{one}?dryRun=All"), Some(json!({"metadata": {"labels": {"bad key!": "1"}}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Delete, in the query or in DeleteOptions (where kubectl puts it); preconditions still hold.
+    let (s, v) = api.call("DELETE", &format!("{one}?dryRun=All"), None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("Success")), "{v}");
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["All"]}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["All"], "preconditions": {"uid": "other"}}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["Nope"]}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // A finalizer makes it a would-be mark for deletion.
+    let v = api.ok("DELETE", &format!("{base}/f?dryRun=All"), None).await;
+    assert!(v["metadata"]["deletionTimestamp"].is_string(), "{v}");
+    // Collection.
+    let v = api.ok("DELETE", &format!("{base}?dryRun=All"), None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+
+    assert_eq!(api.ok("GET", &one, None).await, stored);
+    assert!(api.ok("GET", &format!("{base}/f"), None).await["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(store_revision(&api).await, before);
+
+    // Scale and binding take part too.
+    let deps = "/apis/apps/v1/namespaces/dry/deployments";
+    let d = json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    api.ok("POST", deps, Some(d)).await;
+    api.ok("POST", "/api/v1/namespaces/dry/pods", Some(pod("p"))).await;
+    let before = store_revision(&api).await;
+    let v = api.ok("PATCH", &format!("{deps}/web/scale?dryRun=All"), Some(json!({"spec": {"replicas": 4}}))).await;
+    assert_eq!(v["spec"]["replicas"], 4);
+    let binding = json!({"target": {"kind": "Node", "name": "n1"}});
+    let (s, _) = api.call("POST", "/api/v1/namespaces/dry/pods/p/binding?dryRun=All", Some(binding)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(api.ok("GET", &format!("{deps}/web"), None).await["spec"]["replicas"], 1);
+    assert!(api.ok("GET", "/api/v1/namespaces/dry/pods/p", None).await["spec"].get("nodeName").is_none());
+    assert_eq!(store_revision(&api).await, before);
+}

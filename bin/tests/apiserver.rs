@@ -460,3 +460,58 @@ fn kubectl_get_create_apply_delete() {
     let out = api.kubectl(&["create", "namespace", "imperative"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnsupportedMediaType"), "{}", show(&out));
 }
+
+/// A deployment manifest as JSON (kubectl reads JSON and YAML alike).
+fn apply_deployment(ns: &str, replicas: u32, labels: serde_json::Value) -> String {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}}}
+    })
+    .to_string()
+}
+
+#[test]
+fn apply_dry_run_server_leaves_the_cluster_unchanged() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let ns = dir.join("ns.json");
+    std::fs::write(&ns, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dry"}}"#).unwrap();
+    api.kubectl_ok(&["create", "-f", ns.to_str().unwrap()]);
+    let deploy = dir.join("deploy.json");
+    std::fs::write(&deploy, apply_deployment("dry", 2, serde_json::json!({"app": "web"}))).unwrap();
+    let deploy = deploy.to_str().unwrap();
+    let revision = || {
+        let list: serde_json::Value = serde_json::from_str(&api.kubectl_ok(&["get", "--raw", "/api/v1/namespaces"])).unwrap();
+        list["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    };
+
+    let before = revision();
+    let out: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["create", "--dry-run=server", "-f", deploy, "-o", "json"])).unwrap();
+    assert_eq!(out["metadata"]["uid"].as_str().map(str::len), Some(36), "{out}");
+    assert!(out["metadata"].get("resourceVersion").is_none(), "{out}");
+    let out = api.kubectl_ok(&["apply", "--dry-run=server", "-f", deploy]);
+    assert!(out.contains("created (server dry run)"), "{out}");
+    let out = api.kubectl(&["get", "deployment", "web", "-n", "dry"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
+    assert_eq!(revision(), before);
+
+    api.kubectl_ok(&["apply", "-f", deploy]);
+    let live = api.kubectl_ok(&["get", "deployment", "web", "-n", "dry", "-o", "json"]);
+    let before = revision();
+    std::fs::write(deploy, apply_deployment("dry", 7, serde_json::json!({"app": "web", "tier": "fe"}))).unwrap();
+    let out = api.kubectl_ok(&["apply", "--dry-run=server", "-f", deploy, "-o", "json"]);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((out["spec"]["replicas"].as_i64(), out["metadata"]["labels"]["tier"].as_str()), (Some(7), Some("fe")));
+    let out = api.kubectl_ok(&["scale", "deployment/web", "-n", "dry", "--replicas=9", "--dry-run=server"]);
+    assert!(out.contains("scaled (server dry run)"), "{out}");
+    let out = api.kubectl_ok(&["delete", "--dry-run=server", "-f", deploy]);
+    assert!(out.contains("deleted") && out.contains("(server dry run)"), "{out}");
+    let out = api.kubectl_ok(&["delete", "deployments", "--all", "-n", "dry", "--dry-run=server"]);
+    assert!(out.contains("deleted") && out.contains("(server dry run)"), "{out}");
+    assert_eq!(api.kubectl_ok(&["get", "deployment", "web", "-n", "dry", "-o", "json"]), live);
+    assert_eq!(revision(), before);
+}

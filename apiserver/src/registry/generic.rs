@@ -16,6 +16,7 @@ use crate::registry::meta::{finalizers, generate_name, meta_str, new_uid, now_rf
 use crate::registry::patch::PatchType;
 use crate::registry::selector::Selector;
 use crate::registry::validation::{validate_metadata, Schemas};
+use crate::registry::write::{self, WriteOptions};
 use crate::storage::{ListOptions, Preconditions, Storage, UpdateAction, UpdateOutcome, WatchEvent, WatchFilter};
 use crate::Result;
 
@@ -275,7 +276,7 @@ impl Registry {
     }
 
     /// POST: creates an object from `body`.
-    pub async fn create(&self, kind: &'static Kind, namespace: Option<&str>, mut obj: Value) -> Result<Value> {
+    pub async fn create(&self, kind: &'static Kind, namespace: Option<&str>, mut obj: Value, opts: &WriteOptions) -> Result<Value> {
         Self::check_type_meta(kind, &mut obj)?;
         Self::check_namespace(kind, namespace, &mut obj)?;
         let meta = meta_mut(&mut obj);
@@ -300,9 +301,8 @@ impl Registry {
         self.admission.mutate(&attrs, &mut obj)?;
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
-        let stored = self
-            .storage
-            .create(&kind.key(namespace, &name), obj, kind.strategy.ttl())
+        let key = kind.key(namespace, &name);
+        let stored = write::create(self.storage.as_ref(), &key, obj, kind.strategy.ttl(), opts.dry_run)
             .await
             .map_err(|e| e.for_object(&kind.group_resource(), &name))?;
         Ok(stored.value)
@@ -317,6 +317,7 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         requested: &(dyn Fn(&Value) -> Result<Value> + Send + Sync),
+        opts: &WriteOptions,
     ) -> Result<Value> {
         match subresource {
             None => {}
@@ -408,9 +409,7 @@ impl Registry {
             Ok(UpdateAction::Put(new))
         };
         let key = kind.key(namespace, name);
-        let outcome = self
-            .storage
-            .guaranteed_update(&key, Preconditions::default(), &update)
+        let outcome = write::update(self.storage.as_ref(), &key, Preconditions::default(), &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(match outcome {
@@ -426,14 +425,16 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         body: Value,
+        opts: &WriteOptions,
     ) -> Result<Value> {
         if !body.is_object() {
             return Err(Error::BadRequest("the body must be a JSON object".into()));
         }
-        self.update_with(kind, namespace, name, subresource, &|_| Ok(body.clone())).await
+        self.update_with(kind, namespace, name, subresource, &|_| Ok(body.clone()), opts).await
     }
 
     /// PATCH: applies the patch to the current object, then proceeds as PUT.
+    #[allow(clippy::too_many_arguments)] // the URL's parts, the body and the request options
     pub async fn patch(
         &self,
         kind: &Kind,
@@ -442,8 +443,9 @@ impl Registry {
         subresource: Option<&str>,
         patch_type: PatchType,
         patch: &[u8],
+        opts: &WriteOptions,
     ) -> Result<Value> {
-        self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch)).await
+        self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch), opts).await
     }
 
     /// DELETE: removes the object, or marks it for deletion (deletionTimestamp) while
@@ -457,6 +459,7 @@ impl Registry {
         name: &str,
         preconditions: Preconditions,
         grace_period: Option<i64>,
+        opts: &WriteOptions,
     ) -> Result<DeleteResult> {
         let strategy = kind.strategy;
         let update = |cur: &crate::storage::Stored| -> Result<UpdateAction> {
@@ -481,9 +484,7 @@ impl Registry {
             Ok(UpdateAction::Put(new))
         };
         let gr = kind.group_resource();
-        let outcome = self
-            .storage
-            .guaranteed_update(&kind.key(namespace, name), preconditions, &update)
+        let outcome = write::update(self.storage.as_ref(), &kind.key(namespace, name), preconditions, &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(match outcome {
@@ -512,6 +513,7 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
         change: ScaleChange<'_>,
+        opts: &WriteOptions,
     ) -> Result<Value> {
         Self::check_scale(kind, name)?;
         let requested = |old: &Value| -> Result<Value> {
@@ -551,7 +553,7 @@ impl Registry {
             };
             Ok(new)
         };
-        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested).await?))
+        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested, opts).await?))
     }
 
     fn check_scale(kind: &Kind, name: &str) -> Result<()> {
@@ -563,7 +565,7 @@ impl Registry {
     }
 
     /// POST `pods/NAME/binding`: the scheduler assigns a pod to a node, once.
-    pub async fn bind(&self, kind: &Kind, namespace: Option<&str>, name: &str, binding: Value) -> Result<Value> {
+    pub async fn bind(&self, kind: &Kind, namespace: Option<&str>, name: &str, binding: Value, opts: &WriteOptions) -> Result<Value> {
         if kind.resource != "pods" || !kind.group.is_empty() {
             return Err(Error::NotFound { resource: kind.group_resource(), name: format!("{name}/binding") });
         }
@@ -599,8 +601,7 @@ impl Registry {
             new["status"]["conditions"] = json!(conditions);
             Ok(UpdateAction::Put(new))
         };
-        self.storage
-            .guaranteed_update(&kind.key(namespace, name), Preconditions::default(), &update)
+        write::update(self.storage.as_ref(), &kind.key(namespace, name), Preconditions::default(), &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(crate::status::success(json!({"name": name, "kind": "pods"})))
@@ -608,13 +609,19 @@ impl Registry {
 
     /// DELETE of a collection: deletes (or marks for deletion) every selected object; answers
     /// the list of what it deleted or marked.
-    pub async fn delete_collection(&self, kind: &Kind, namespace: Option<&str>, selector: &Selector) -> Result<Value> {
+    pub async fn delete_collection(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &Selector,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
         let mut list = self.list(kind, namespace, selector, ListOptions::default()).await?;
         let mut done = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
             let name = meta_str(&item, "name");
-            match self.delete(kind, ns.or(namespace), name, Preconditions::default(), None).await {
+            match self.delete(kind, ns.or(namespace), name, Preconditions::default(), None, opts).await {
                 Ok(DeleteResult::Pending(v)) => done.push(v),
                 Ok(DeleteResult::Deleted(_)) => done.push(item),
                 Err(Error::NotFound { .. }) => {}
@@ -628,7 +635,7 @@ impl Registry {
     /// Creates a namespace if it does not exist (default, kube-system, ... at startup).
     pub async fn ensure_namespace(&self, name: &str) -> Result<()> {
         let nk = crate::registry::lookup("", "v1", "namespaces").expect("namespaces are in the table");
-        match self.create(nk, None, json!({"metadata": {"name": name}})).await {
+        match self.create(nk, None, json!({"metadata": {"name": name}}), &WriteOptions::default()).await {
             Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }
