@@ -334,7 +334,7 @@ async fn patches_generation_and_status_subresource() {
     assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(5)), "{v}");
     let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/json-patch+json"), Some(b"[{\"op\":\"remove\",\"path\":\"/nope\"}]".to_vec())).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/apply-patch+yaml"), Some(b"{}".to_vec())).await;
+    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/yaml"), Some(b"{}".to_vec())).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (s, _) = api.call("PATCH", &format!("{base}/missing"), Some(json!({}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -1040,4 +1040,105 @@ async fn dry_run_answers_without_writing() {
     assert_eq!(api.ok("GET", &format!("{deps}/web"), None).await["spec"]["replicas"], 1);
     assert!(api.ok("GET", "/api/v1/namespaces/dry/pods/p", None).await["spec"].get("nodeName").is_none());
     assert_eq!(store_revision(&api).await, before);
+}
+
+/// A server-side apply PATCH by `manager`.
+async fn apply_as(api: &Api, path: &str, manager: &str, extra: &str, config: &Value) -> (StatusCode, Value) {
+    let url = format!("{path}?fieldManager={manager}{extra}");
+    api.call_ct("PATCH", &url, Some("application/apply-patch+yaml"), Some(config.to_string().into_bytes())).await
+}
+
+fn owners_of(obj: &Value, fields_v1_path: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default() {
+        let mut node = &e["fieldsV1"];
+        for el in fields_v1_path {
+            node = &node[*el];
+        }
+        if node.is_object() {
+            out.push(format!("{}/{}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_owns_merges_and_conflicts() {
+    let api = Api::start().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let web = format!("{deps}/web");
+    let config = |replicas: i64, labels: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": labels},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+    };
+    // No fieldManager: 422 as kube-apiserver; a missing object is created (201).
+    let (s, v) = api.call_ct("PATCH", &web, Some("application/apply-patch+yaml"), Some(config(2, json!({})).to_string().into_bytes())).await;
+    assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("fieldManager")), "{v}");
+    let (s, v) = apply_as(&api, &web, "ci", "", &json!({"metadata": {"name": "web"}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "apiVersion and kind are required: {v}");
+    let (s, v) = apply_as(&api, &web, "ci", "&dryRun=All", &config(2, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(api.call("GET", &web, None).await.0, StatusCode::NOT_FOUND, "a dry-run apply creates nothing");
+    let (s, created) = apply_as(&api, &web, "ci", "", &config(2, json!({"app": "web", "tier": "fe"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let mf = &created["metadata"]["managedFields"][0];
+    assert_eq!((mf["manager"].as_str(), mf["operation"].as_str(), mf["apiVersion"].as_str()), (Some("ci"), Some("Apply"), Some("apps/v1")));
+    assert_eq!(mf["fieldsType"], "FieldsV1");
+    assert!(mf["time"].as_str().unwrap().ends_with('Z'));
+    let c = &mf["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"c"}"#];
+    assert_eq!((c["."].clone(), c["f:image"].clone()), (json!({}), json!({})), "{mf}");
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    // Applying again without the tier label removes it; the same configuration again writes nothing.
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(3, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["spec"]["replicas"].as_i64(), v["metadata"]["labels"].clone()), (Some(3), json!({"app": "web"})));
+    assert_eq!(v["metadata"]["generation"], 2);
+    let (_, again) = apply_as(&api, &web, "ci", "", &config(3, json!({"app": "web"}))).await;
+    assert_eq!(rv(&again), rv(&v));
+
+    // Another manager's update takes the field; applying a different value is a conflict.
+    let patched = api.ok("PATCH", &format!("{web}?fieldManager=scaler"), Some(json!({"spec": {"replicas": 5}}))).await;
+    assert_eq!(owners_of(&patched, &["f:spec", "f:replicas"]), ["scaler/Update"]);
+    assert_eq!(patched["metadata"]["generation"], 3);
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(4, json!({"app": "web"}))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("Conflict")), "{v}");
+    assert_eq!(v["message"], r#"Apply failed with 1 conflict: conflict with "scaler" using apps/v1: .spec.replicas"#);
+    assert_eq!(v["details"]["causes"][0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"scaler\" using apps/v1", "field": ".spec.replicas"}));
+    // The live value is no conflict (shared); force takes the field over.
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(5, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["ci/Apply", "scaler/Update"]);
+    let (s, v) = apply_as(&api, &web, "ci", "&force=true", &config(4, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["spec"]["replicas"], 4);
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["ci/Apply"]);
+    // A field another manager added stays when the applier never owned it.
+    let v = api.ok("PATCH", &format!("{web}?fieldManager=labeler"), Some(json!({"metadata": {"labels": {"team": "a"}}}))).await;
+    assert_eq!(owners_of(&v, &["f:metadata", "f:labels", "f:team"]), ["labeler/Update"]);
+    let (_, v) = apply_as(&api, &web, "ci", "", &config(4, json!({}))).await;
+    assert_eq!(v["metadata"]["labels"], json!({"team": "a"}), "{v}");
+    // Without fieldManager, an update is recorded under the User-Agent's product.
+    let req = axum::http::Request::builder()
+        .method("PATCH")
+        .uri(&web)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/merge-patch+json")
+        .header("user-agent", "kubectl/v1.37.0 (linux/amd64) kubernetes/abc")
+        .body(Body::from(json!({"metadata": {"annotations": {"note": "x"}}}).to_string()))
+        .unwrap();
+    assert_eq!(api.raw(req).await.status(), StatusCode::OK);
+    let v = api.ok("GET", &web, None).await;
+    assert_eq!(owners_of(&v, &["f:metadata", "f:annotations", "f:note"]), ["kubectl/Update"]);
+    // Non-apply writes may not force; the status subresource is owned separately.
+    let (s, _) = api.call("PATCH", &format!("{web}?force=true"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let v = api.ok("PATCH", &format!("{web}/status?fieldManager=ctl"), Some(json!({"status": {"replicas": 1}}))).await;
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl").unwrap().clone();
+    assert_eq!((e["subresource"].as_str(), e["fieldsV1"].clone()), (Some("status"), json!({"f:status": {"f:replicas": {}}})));
+    // A POST records its manager too.
+    let cm = api.ok("POST", "/api/v1/namespaces/default/configmaps?fieldManager=maker", Some(cm("m", json!({"a": "1"})))).await;
+    assert_eq!(owners_of(&cm, &["f:data", "f:k"]), ["maker/Update"]);
 }

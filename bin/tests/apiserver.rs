@@ -515,3 +515,66 @@ fn apply_dry_run_server_leaves_the_cluster_unchanged() {
     assert_eq!(api.kubectl_ok(&["get", "deployment", "web", "-n", "dry", "-o", "json"]), live);
     assert_eq!(revision(), before);
 }
+
+#[test]
+fn apply_server_side_create_update_conflict_force() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let ns = dir.join("ns.json");
+    std::fs::write(&ns, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ssa"}}"#).unwrap();
+    api.kubectl_ok(&["create", "-f", ns.to_str().unwrap()]);
+    let deploy = dir.join("deploy.json");
+    let deploy_path = deploy.to_str().unwrap();
+    let get = || -> serde_json::Value {
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployment", "web", "-n", "ssa", "-o", "json", "--show-managed-fields"]))
+            .unwrap()
+    };
+
+    std::fs::write(&deploy, apply_deployment("ssa", 2, serde_json::json!({"app": "web", "tier": "fe"}))).unwrap();
+    let out = api.kubectl_ok(&["apply", "--server-side", "-f", deploy_path]);
+    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    let live = get();
+    assert_eq!(live["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(live["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    std::fs::write(&deploy, apply_deployment("ssa", 3, serde_json::json!({"app": "web"}))).unwrap();
+    api.kubectl_ok(&["apply", "--server-side", "-f", deploy_path]);
+    let live = get();
+    assert_eq!(live["spec"]["replicas"], 3);
+    assert_eq!(live["metadata"]["labels"], serde_json::json!({"app": "web"}), "the label no longer applied is gone");
+
+    let out = api.kubectl_ok(&["scale", "deployment/web", "-n", "ssa", "--replicas=5"]);
+    assert!(out.contains("scaled"), "{out}");
+    let scaler = get()["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
+        .map(|e| e["manager"].as_str().unwrap().to_string())
+        .unwrap();
+    // kubectl scale sends no fieldManager: its manager is the User-Agent's product, in an Update entry.
+    assert_eq!(scaler, "kubectl");
+    std::fs::write(&deploy, apply_deployment("ssa", 4, serde_json::json!({"app": "web"}))).unwrap();
+    let out = api.kubectl(&["apply", "--server-side", "-f", deploy_path]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: .spec.replicas"#), "{err}");
+    assert_eq!(get()["spec"]["replicas"], 5);
+
+    let before = get();
+    let out = api.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", deploy_path]);
+    assert!(out.contains("serverside-applied (server dry run)"), "{out}");
+    assert_eq!(get(), before, "a dry run changes nothing");
+
+    api.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", deploy_path]);
+    let live = get();
+    assert_eq!(live["spec"]["replicas"], 4);
+    let owners: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["kubectl"]);
+}

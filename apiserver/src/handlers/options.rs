@@ -59,8 +59,16 @@ pub fn write_options(method: &Method, query: &Query, headers: &HeaderMap) -> Res
         }
         None => user_agent_manager(headers),
     };
-    let force = parse_bool("force", &query.force)?.unwrap_or(false);
-    Ok(WriteOptions { dry_run: dry, field_manager, force })
+    let force = parse_bool("force", &query.force)?;
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let apply = *method == Method::PATCH && media.split(';').next().unwrap_or("").trim() == "application/apply-patch+yaml";
+    if apply && query.field_manager.as_deref().unwrap_or("").is_empty() {
+        return Err(invalid(method, Cause::required("fieldManager", "is required for apply patch")));
+    }
+    if !apply && force.is_some() {
+        return Err(invalid(method, Cause::forbidden("force", "may not be specified for non-apply patch")));
+    }
+    Ok(WriteOptions { dry_run: dry, field_manager, force: force.unwrap_or(false), ..WriteOptions::default() })
 }
 
 /// `kubectl/v1.37.0 (linux/amd64) kubernetes/abc` → `kubectl`; kube-apiserver's default
@@ -107,5 +115,20 @@ mod tests {
         assert_eq!(write_options(&Method::PUT, &query(&[]), &HeaderMap::new()).unwrap().field_manager, "");
         let q = Query { force: Some("maybe".into()), ..Query::default() };
         assert!(matches!(write_options(&Method::PATCH, &q, &h), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn apply_needs_a_field_manager_and_only_apply_may_force() {
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, "kubectl/v1.37.0".parse().unwrap());
+        h.insert(header::CONTENT_TYPE, "application/apply-patch+yaml".parse().unwrap());
+        let err = write_options(&Method::PATCH, &Query::default(), &h).unwrap_err();
+        assert_eq!(err.to_string(), r#"PatchOptions "" is invalid: fieldManager: Required value: is required for apply patch"#);
+        let q = Query { field_manager: Some("kubectl".into()), force: Some("true".into()), ..Query::default() };
+        let o = write_options(&Method::PATCH, &q, &h).unwrap();
+        assert!(o.force && o.field_manager == "kubectl");
+        h.insert(header::CONTENT_TYPE, "application/merge-patch+json".parse().unwrap());
+        let err = write_options(&Method::PATCH, &q, &h).unwrap_err();
+        assert!(err.to_string().contains("force: Forbidden: may not be specified for non-apply patch"), "{err}");
     }
 }

@@ -127,6 +127,10 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                     let patch_type = PatchType::from_content_type(ct)?;
                     let bytes = read_body(body).await?;
+                    if patch_type == PatchType::Apply {
+                        let (v, created) = reg.apply(kind, ns, &name, sub, &bytes, &opts).await?;
+                        return Ok(object(if created { StatusCode::CREATED } else { StatusCode::OK }, v));
+                    }
                     Ok(Json(reg.patch(kind, ns, &name, sub, patch_type, &bytes, &opts).await?).into_response())
                 }
                 Method::DELETE if sub.is_none() => {

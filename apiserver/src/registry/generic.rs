@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::admission::{Attributes, Chain};
 use crate::error::{Cause, Error};
 use crate::registry::kind::Kind;
+use crate::registry::managed::{self, Writer};
 use crate::registry::meta::{finalizers, generate_name, meta_str, new_uid, now_rfc3339, rfc3339_in};
 use crate::registry::patch::PatchType;
 use crate::registry::selector::Selector;
@@ -299,6 +300,10 @@ impl Registry {
         let name = meta_str(&obj, "name").to_string();
         let attrs = Attributes { kind, namespace, name: &name };
         self.admission.mutate(&attrs, &mut obj)?;
+        if !opts.applying {
+            let now = now_rfc3339();
+            managed::record_update(None, &mut obj, &Self::writer(kind, None, opts, &now));
+        }
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
         let key = kind.key(namespace, &name);
@@ -394,6 +399,10 @@ impl Registry {
                     new
                 }
             };
+            if !opts.applying {
+                let now = now_rfc3339();
+                managed::record_update(Some(old), &mut new, &Self::writer(kind, subresource, opts, &now));
+            }
             self.validate(kind, &new, Some(old))?;
             // The update that removes the last finalizer completes a deletion, unless a graceful
             // deletion is still running (then the final DELETE does).
@@ -446,6 +455,63 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch), opts).await
+    }
+
+    /// Who a write is by, for managedFields.
+    fn writer<'a>(kind: &'a Kind, subresource: Option<&'a str>, opts: &'a WriteOptions, now: &'a str) -> Writer<'a> {
+        Writer {
+            manager: &opts.field_manager,
+            api_version: kind.api_version(),
+            subresource: subresource.filter(|s| *s == "status"),
+            status_separate: kind.status_subresource,
+            now,
+        }
+    }
+
+    /// PATCH with `application/apply-patch+yaml` (JSON bodies): server-side apply of the
+    /// configuration by `opts.field_manager`, creating the object if it does not exist.
+    /// Answers the object and whether it was created.
+    pub async fn apply(
+        &self,
+        kind: &'static Kind,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        patch: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(Value, bool)> {
+        if subresource.is_some() {
+            return Err(Error::BadRequest("server-side apply of subresources is not supported".into()));
+        }
+        let config: Value = serde_json::from_slice(patch).map_err(|e| {
+            Error::BadRequest(format!("error decoding the apply patch (only its JSON form is supported): {e}"))
+        })?;
+        let has = |f: &str| config.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+        if !config.is_object() || !has("apiVersion") || !has("kind") {
+            return Err(Error::BadRequest("an applied configuration must set apiVersion and kind".into()));
+        }
+        if meta_str(&config, "name").is_empty() {
+            return Err(Error::BadRequest("an applied configuration must set metadata.name".into()));
+        }
+        if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
+            return Err(Error::BadRequest("metadata.managedFields must be nil in an applied configuration".into()));
+        }
+        let opts = WriteOptions { applying: true, ..opts.clone() };
+        let now = now_rfc3339();
+        let w = Self::writer(kind, None, &opts, &now);
+        let merge = |live: Option<&Value>| managed::apply(live, &config, &w, opts.force).map_err(|c| managed::conflict_error(&c));
+        // Create-or-update; a create that lost a race to another create updates instead.
+        for _ in 0..2 {
+            match self.update_with(kind, namespace, name, None, &|old| merge(Some(old)), &opts).await {
+                Err(Error::NotFound { .. }) => {}
+                other => return other.map(|v| (v, false)),
+            }
+            match self.create(kind, namespace, merge(None)?, &opts).await {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other.map(|v| (v, true)),
+            }
+        }
+        Err(Error::modified(&kind.group_resource(), name))
     }
 
     /// DELETE: removes the object, or marks it for deletion (deletionTimestamp) while

@@ -10,6 +10,8 @@ pub mod selector;
 mod strategies;
 mod strategy;
 pub mod validation;
+pub mod fields;
+pub mod managed;
 mod write;
 
 pub use generic::{DeleteResult, Registry, ScaleChange, WatchRequest};

@@ -22,13 +22,8 @@ pub struct WriteOptions {
     pub field_manager: String,
     /// `force=true`: a server-side apply takes over fields other managers own.
     pub force: bool,
-}
-
-impl WriteOptions {
-    /// A real (not dry-run) write by `manager`.
-    pub fn by(manager: &str) -> Self {
-        Self { field_manager: manager.to_string(), ..Self::default() }
-    }
+    /// Set by `Registry::apply`: managedFields are already computed, not recorded as an update.
+    pub(crate) applying: bool,
 }
 
 /// Creates `value` at `key`; a dry run only checks that the name is free and answers the
