@@ -1141,4 +1141,9 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     // A POST records its manager too.
     let cm = api.ok("POST", "/api/v1/namespaces/default/configmaps?fieldManager=maker", Some(cm("m", json!({"a": "1"})))).await;
     assert_eq!(owners_of(&cm, &["f:data", "f:k"]), ["maker/Update"]);
+    // ... for what it sent: the server's defaults are nobody's, so no apply prunes them.
+    let d = api.ok("POST", &format!("{deps}?fieldManager=maker"), Some(json!({"metadata": {"name": "d2"}, "spec": config(1, json!({}))["spec"].clone()}))).await;
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(owners_of(&d, &["f:spec", "f:replicas"]), ["maker/Update"]);
+    assert!(owners_of(&d, &["f:spec", "f:revisionHistoryLimit"]).is_empty(), "{d}");
 }

@@ -577,4 +577,19 @@ fn apply_server_side_create_update_conflict_force() {
         .map(|e| e["manager"].as_str().unwrap())
         .collect();
     assert_eq!(owners, ["kubectl"]);
+
+    // From client-side to server-side apply: kubectl moves the ownership of its client-side
+    // manager to its apply entry and applies again; the server's defaults survive that.
+    let csa = dir.join("csa.json");
+    let config = apply_deployment("ssa", 2, serde_json::json!({"app": "web"}));
+    std::fs::write(&csa, config.replace("\"name\":\"web\"", "\"name\":\"csa\"")).unwrap();
+    api.kubectl_ok(&["apply", "-f", csa.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["apply", "--server-side", "-f", csa.to_str().unwrap()]);
+    assert!(out.contains("deployment.apps/csa serverside-applied"), "{out}");
+    let live: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployment", "csa", "-n", "ssa", "-o", "json", "--show-managed-fields"])).unwrap();
+    assert_eq!(live["spec"]["strategy"]["type"], "RollingUpdate", "{live}");
+    assert_eq!(live["metadata"]["generation"], 1, "{live}");
+    let managers: Vec<&str> = live["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
+    assert!(!managers.contains(&"kubectl-client-side-apply"), "{managers:?}");
 }

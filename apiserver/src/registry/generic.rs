@@ -296,14 +296,16 @@ impl Registry {
         } else {
             meta.remove("generation");
         }
-        kind.strategy.prepare_for_create(&mut obj);
-        let name = meta_str(&obj, "name").to_string();
-        let attrs = Attributes { kind, namespace, name: &name };
-        self.admission.mutate(&attrs, &mut obj)?;
+        // The creator owns what it sent, not the server's defaults: updates do not default
+        // again, so an apply that pruned a default would lose it for good.
         if !opts.applying {
             let now = now_rfc3339();
             managed::record_update(None, &mut obj, &Self::writer(kind, None, opts, &now));
         }
+        kind.strategy.prepare_for_create(&mut obj);
+        let name = meta_str(&obj, "name").to_string();
+        let attrs = Attributes { kind, namespace, name: &name };
+        self.admission.mutate(&attrs, &mut obj)?;
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
         let key = kind.key(namespace, &name);
