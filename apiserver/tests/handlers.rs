@@ -1138,6 +1138,15 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     let v = api.ok("PATCH", &format!("{web}/status?fieldManager=ctl"), Some(json!({"status": {"replicas": 1}}))).await;
     let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl").unwrap().clone();
     assert_eq!((e["subresource"].as_str(), e["fieldsV1"].clone()), (Some("status"), json!({"f:status": {"f:replicas": {}}})));
+    // Writes through .../scale own spec.replicas in an entry marked with the subresource.
+    api.ok("PATCH", &format!("{web}/scale?fieldManager=hpa"), Some(json!({"spec": {"replicas": 6}}))).await;
+    let v = api.ok("GET", &web, None).await;
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["hpa/Update"]);
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "hpa").unwrap().clone();
+    assert_eq!(e["subresource"], "scale");
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(4, json!({}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["details"]["causes"][0]["message"], r#"conflict with "hpa" with subresource "scale" using apps/v1"#);
     // A POST records its manager too.
     let cm = api.ok("POST", "/api/v1/namespaces/default/configmaps?fieldManager=maker", Some(cm("m", json!({"a": "1"})))).await;
     assert_eq!(owners_of(&cm, &["f:data", "f:k"]), ["maker/Update"]);

@@ -552,13 +552,15 @@ fn apply_server_side_create_update_conflict_force() {
         .find(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
         .map(|e| e["manager"].as_str().unwrap().to_string())
         .unwrap();
-    // kubectl scale sends no fieldManager: its manager is the User-Agent's product, in an Update entry.
+    // kubectl scale sends no fieldManager: its manager is the User-Agent's product, in an Update
+    // entry of the scale subresource.
     assert_eq!(scaler, "kubectl");
     std::fs::write(&deploy, apply_deployment("ssa", 4, serde_json::json!({"app": "web"}))).unwrap();
     let out = api.kubectl(&["apply", "--server-side", "-f", deploy_path]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{}", show(&out));
-    assert!(err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: .spec.replicas"#), "{err}");
+    let expected = r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#;
+    assert!(err.contains(expected), "{err}");
     assert_eq!(get()["spec"]["replicas"], 5);
 
     let before = get();

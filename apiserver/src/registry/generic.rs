@@ -464,7 +464,7 @@ impl Registry {
         Writer {
             manager: &opts.field_manager,
             api_version: kind.api_version(),
-            subresource: subresource.filter(|s| *s == "status"),
+            subresource: subresource.filter(|s| *s == "status").or(opts.via),
             status_separate: kind.status_subresource,
             now,
         }
@@ -621,7 +621,8 @@ impl Registry {
             };
             Ok(new)
         };
-        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested, opts).await?))
+        let opts = WriteOptions { via: Some("scale"), ..opts.clone() };
+        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested, &opts).await?))
     }
 
     fn check_scale(kind: &Kind, name: &str) -> Result<()> {

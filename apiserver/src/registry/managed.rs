@@ -50,7 +50,7 @@ pub struct Entry {
     pub api_version: String,
     /// When the fields last changed (RFC 3339).
     pub time: String,
-    /// `status` for writes to the status subresource, else "".
+    /// `status` or `scale` for writes to those subresources, else "".
     pub subresource: String,
     /// The owned fields.
     pub fields: FieldSet,
@@ -112,7 +112,8 @@ pub struct Writer<'a> {
     pub manager: &'a str,
     /// The kind's apiVersion (`apps/v1`).
     pub api_version: String,
-    /// `Some("status")` for the status subresource.
+    /// `Some("status")` for the status subresource (which owns only `status`), `Some("scale")`
+    /// for the scale subresource (which writes the main resource's `spec.replicas`).
     pub subresource: Option<&'a str>,
     /// Whether the kind's status is written only through `.../status`.
     pub status_separate: bool,

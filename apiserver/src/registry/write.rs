@@ -24,6 +24,8 @@ pub struct WriteOptions {
     pub force: bool,
     /// Set by `Registry::apply`: managedFields are already computed, not recorded as an update.
     pub(crate) applying: bool,
+    /// Set by `Registry::update_scale`: the subresource its managedFields entries name.
+    pub(crate) via: Option<&'static str>,
 }
 
 /// Creates `value` at `key`; a dry run only checks that the name is free and answers the
