@@ -1078,6 +1078,11 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("fieldManager")), "{v}");
     let (s, v) = apply_as(&api, &web, "ci", "", &json!({"metadata": {"name": "web"}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "apiVersion and kind are required: {v}");
+    let mut twice = config(1, json!({}));
+    twice["spec"]["template"]["spec"]["containers"] = json!([{"name": "c", "image": "a"}, {"name": "c", "image": "b"}]);
+    let (s, v) = apply_as(&api, &web, "ci", "", &twice).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], r#".spec.template.spec.containers: duplicate entries for key name="c""#);
     let (s, v) = apply_as(&api, &web, "ci", "&dryRun=All", &config(2, json!({"app": "web"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(api.call("GET", &web, None).await.0, StatusCode::NOT_FOUND, "a dry-run apply creates nothing");

@@ -58,6 +58,108 @@ fn list_kind(field: &str, items: &[Value]) -> ListKind {
     ListKind::Associative(key)
 }
 
+/// Checks that every list the sets treat by key or by value can be: keyed elements are objects
+/// with their key, keys and set values do not repeat (`Err` names the first offender, like
+/// `.spec.containers: duplicate entries for key name="c"`).
+pub fn check_lists(obj: &Value) -> Result<(), String> {
+    check_value("", obj, &mut Vec::new())
+}
+
+fn check_value(field: &str, v: &Value, path: &mut Path) -> Result<(), String> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                path.push(format!("f:{k}"));
+                check_value(k, child, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let at = path_string(path);
+            if field == "finalizers" && items.iter().all(Value::is_string) {
+                let unique: BTreeSet<&str> = items.iter().filter_map(Value::as_str).collect();
+                return if unique.len() == items.len() { Ok(()) } else { Err(format!("{at}: duplicate entries")) };
+            }
+            let Some(key) = merge_key(field, items) else { return Ok(()) };
+            let mut seen = BTreeSet::new();
+            for item in items {
+                let Some(k) = item.get(key).filter(|_| item.is_object()) else {
+                    return Err(format!("{at}: every element needs its key {key}"));
+                };
+                if !seen.insert(k.to_string()) {
+                    return Err(format!("{at}: duplicate entries for key {key}={k}"));
+                }
+            }
+            for item in items {
+                path.push(format!("k:{}", json!({ key: item[key].clone() })));
+                check_value("", item, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Merges an applied configuration into `live` the way the sets see objects: maps field by
+/// field, keyed lists element by element (new elements appended), set lists as a union, other
+/// lists and scalars replaced. An empty list leaves a keyed or set list as it is.
+pub fn merge(live: &Value, config: &Value) -> Value {
+    merge_field("", live, config)
+}
+
+fn merge_field(field: &str, live: &Value, config: &Value) -> Value {
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) => {
+            let mut out = l.clone();
+            for (k, v) in c {
+                let merged = match l.get(k) {
+                    Some(lv) => merge_field(k, lv, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(l), Value::Array(c)) => {
+            let kind = if c.is_empty() { list_kind(field, l) } else { list_kind(field, c) };
+            match kind {
+                ListKind::Associative(key) => {
+                    let mut out = l.clone();
+                    for item in c {
+                        match out.iter().position(|o| o.get(key) == item.get(key)) {
+                            Some(i) => out[i] = merge_field("", &out[i], item),
+                            None => out.push(item.clone()),
+                        }
+                    }
+                    Value::Array(out)
+                }
+                ListKind::Set => {
+                    let mut out = l.clone();
+                    for item in c {
+                        if !out.contains(item) {
+                            out.push(item.clone());
+                        }
+                    }
+                    Value::Array(out)
+                }
+                ListKind::Atomic => config.clone(),
+            }
+        }
+        _ => config.clone(),
+    }
+}
+
+/// `obj` without its null fields (in an applied configuration, null means "not mine").
+pub fn without_nulls(obj: &Value) -> Value {
+    match obj {
+        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Every member path of `obj` with its value (a list element's value is its key object).
 pub fn leaves(obj: &Value) -> BTreeMap<Path, Value> {
     let mut out = BTreeMap::new();
@@ -337,5 +439,25 @@ mod tests {
         assert!(is_key_field(&p(&["f:c", r#"k:{"name":"c"}"#, "f:name"])));
         assert!(!is_key_field(&p(&["f:c", r#"k:{"name":"c"}"#, "f:image"])));
         assert!(!is_key_field(&p(&["f:name"])));
+    }
+
+    #[test]
+    fn merging_and_checking_configurations() {
+        let live = json!({"metadata": {"labels": {"a": "1"}, "finalizers": ["x"]},
+                          "spec": {"containers": [{"name": "c", "image": "i", "args": ["1"]}], "tolerations": [{"key": "k"}]}});
+        let config = json!({"metadata": {"labels": {"b": "2"}, "finalizers": ["y"]},
+                            "spec": {"containers": [{"name": "c", "args": ["2"]}, {"name": "d"}], "tolerations": []}});
+        assert_eq!(merge(&live, &config), json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x", "y"]},
+            "spec": {"containers": [{"name": "c", "image": "i", "args": ["2"]}, {"name": "d"}], "tolerations": []}}));
+        // An empty keyed list takes nothing away.
+        let kept = merge(&live, &json!({"spec": {"containers": []}}));
+        assert_eq!(kept["spec"]["containers"], live["spec"]["containers"]);
+        assert_eq!(without_nulls(&json!({"a": null, "b": {"c": null, "d": 1}})), json!({"b": {"d": 1}}));
+        assert!(check_lists(&live).is_ok());
+        let dup = json!({"spec": {"containers": [{"name": "c"}, {"name": "c"}]}});
+        assert_eq!(check_lists(&dup).unwrap_err(), r#".spec.containers: duplicate entries for key name="c""#);
+        let keyless = json!({"spec": {"containers": [{"name": "c", "env": [{"value": "1"}]}]}});
+        assert_eq!(check_lists(&keyless).unwrap_err(), r#".spec.containers[name="c"].env: every element needs its key name"#);
+        assert!(check_lists(&json!({"metadata": {"finalizers": ["a", "a"]}})).is_err());
     }
 }

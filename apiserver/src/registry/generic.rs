@@ -498,6 +498,7 @@ impl Registry {
         if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
             return Err(Error::BadRequest("metadata.managedFields must be nil in an applied configuration".into()));
         }
+        crate::registry::fields::check_lists(&config).map_err(Error::BadRequest)?;
         let opts = WriteOptions { applying: true, ..opts.clone() };
         let now = now_rfc3339();
         let w = Self::writer(kind, None, &opts, &now);

@@ -4,7 +4,7 @@
 //! - A non-apply write (POST, PUT, PATCH) gives its manager an `Update` entry for the fields
 //!   it added or changed, takes them away from every other manager (updates never conflict),
 //!   and removes the fields it deleted from everyone.
-//! - An apply merges the configuration into the live object (`patch::strategic`: maps by field,
+//! - An apply merges the configuration into the live object (`fields::merge`: maps by field,
 //!   keyed lists by key, finalizers as a set, other lists whole), removes the fields this
 //!   manager applied last time and no longer applies unless another manager owns them (or
 //!   something below them), and refuses with the list of conflicts if it would change a value
@@ -18,7 +18,6 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Cause, Error};
 use crate::registry::fields::{self, diff, field_set, has_descendant, leaves, FieldSet, Path};
-use crate::registry::patch::strategic;
 
 /// `operation` of an entry written by server-side apply.
 pub const APPLY: &str = "Apply";
@@ -240,12 +239,13 @@ pub fn conflict_error(conflicts: &[(String, Path)]) -> Error {
 /// Server-side apply of `config` by `w.manager` to `live` (`None`: the object is created from
 /// it): the merged object with its managedFields, or the conflicts (manager, path).
 pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> Result<Value, Vec<(String, Path)>> {
+    let config = &fields::without_nulls(config);
     let config_view = owned_view(config, None, w.status_separate);
     let applied = field_set(&config_view);
     let mut entries = live.map(read).unwrap_or_default();
     let last = entries.iter().find(|e| e.is(w.manager, APPLY, "")).map(|e| e.fields.clone()).unwrap_or_default();
     let base = live.cloned().unwrap_or_else(|| json!({}));
-    let mut merged = strategic(&base, config);
+    let mut merged = fields::merge(&base, config);
 
     // Fields applied last time and not now go, unless someone (this apply included) still owns
     // them or something below them.
@@ -265,10 +265,16 @@ pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> R
 
     let view = |o: &Value| leaves(&owned_view(o, None, w.status_separate));
     let before = live.map(view).unwrap_or_default();
-    let (changed, removed) = diff(&before, &view(&merged));
+    let after = view(&merged);
+    let (changed, removed) = diff(&before, &after);
+    // Pruning spares what others own, so anything of theirs that changed or went, the merge
+    // did: a value replaced, or a map replaced by a scalar (an empty map that got fields is
+    // not gone, it just stops being a member).
+    let after: FieldSet = after.into_keys().collect();
+    let gone = |p: &Path| removed.contains(p) && !has_descendant(&after, p);
     let mut conflicts = Vec::new();
     for e in entries.iter().filter(|e| !e.is(w.manager, APPLY, "")) {
-        for p in e.fields.intersection(&changed) {
+        for p in e.fields.iter().filter(|p| changed.contains(*p) || gone(p)) {
             conflicts.push((e.describe(), p.clone()));
         }
     }
@@ -436,5 +442,125 @@ mod tests {
         reset["metadata"]["managedFields"] = json!([{}]);
         record_update(Some(&status), &mut reset, &writer("", "t5"));
         assert!(reset["metadata"].get("managedFields").is_none(), "{reset}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::TestCaseError;
+
+        /// Deployment configurations over a few labels, replicas, containers (keyed, with an
+        /// atomic `args`) and finalizers (a set), so that managers often touch the same fields.
+        fn config() -> impl Strategy<Value = Value> {
+            let labels = prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["1", "2"]), 0..3);
+            let container = (prop::option::of(prop::sample::select(vec!["i1", "i2"])), prop::option::of(prop::sample::select(vec!["p", "q"])));
+            let containers = prop::collection::btree_map(prop::sample::select(vec!["x", "y", "z"]), container, 0..3);
+            let finalizers = prop::collection::btree_set(prop::sample::select(vec!["f1", "f2"]), 0..3);
+            (labels, prop::option::of(0i64..3), containers, finalizers).prop_map(|(labels, replicas, containers, finalizers)| {
+                let mut c = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
+                if !labels.is_empty() {
+                    c["metadata"]["labels"] = json!(labels);
+                }
+                if !finalizers.is_empty() {
+                    c["metadata"]["finalizers"] = json!(finalizers);
+                }
+                if let Some(r) = replicas {
+                    c["spec"]["replicas"] = json!(r);
+                }
+                if !containers.is_empty() {
+                    let list: Vec<Value> = containers
+                        .into_iter()
+                        .map(|(name, (image, arg))| {
+                            let mut c = json!({"name": name});
+                            if let Some(i) = image {
+                                c["image"] = json!(i);
+                            }
+                            if let Some(a) = arg {
+                                c["args"] = json!([a]);
+                            }
+                            c
+                        })
+                        .collect();
+                    c["spec"]["template"]["spec"]["containers"] = json!(list);
+                }
+                c
+            })
+        }
+
+        fn view(o: &Value) -> std::collections::BTreeMap<Path, Value> {
+            leaves(&owned_view(o, None, true))
+        }
+
+        /// One apply by `manager` of `config` over `prev`, checked against what apply promises.
+        fn check_apply(prev: &Value, config: &Value, manager: &str) -> Result<Value, TestCaseError> {
+            let w = writer(manager, "t9");
+            let wanted = view(config);
+            let new = match apply(Some(prev), config, &w, false) {
+                Ok(new) => {
+                    // Fields other managers own keep their values (an empty map may get fields).
+                    let (before, after) = (view(prev), view(&new));
+                    let after_set: FieldSet = after.keys().cloned().collect();
+                    for e in read(prev).iter().filter(|e| !e.is(manager, APPLY, "")) {
+                        for p in e.fields.iter().filter(|p| before.contains_key(*p)) {
+                            if before[p] == json!({}) && has_descendant(&after_set, p) {
+                                continue;
+                            }
+                            prop_assert_eq!(after.get(p), before.get(p), "{} lost {:?}", e.manager, p);
+                        }
+                    }
+                    new
+                }
+                Err(conflicts) => {
+                    prop_assert!(!conflicts.is_empty());
+                    let new = apply(Some(prev), config, &w, true).unwrap();
+                    // Forced: nobody else owns the conflicting fields.
+                    for (_, p) in &conflicts {
+                        let others: Vec<String> =
+                            read(&new).into_iter().filter(|e| e.fields.contains(p) && e.manager != manager).map(|e| e.manager).collect();
+                        prop_assert!(others.is_empty(), "{:?} still own {:?}", others, p);
+                    }
+                    new
+                }
+            };
+            // The applied values are live, and owned by the applier.
+            let after = view(&new);
+            let mine = read(&new).into_iter().find(|e| e.is(manager, APPLY, "")).map(|e| e.fields).unwrap_or_default();
+            for (p, v) in &wanted {
+                prop_assert_eq!(after.get(p), Some(v), "{:?}", p);
+                prop_assert!(mine.contains(p));
+            }
+            // Nobody owns what does not exist; applying again changes nothing.
+            for e in read(&new) {
+                for p in &e.fields {
+                    prop_assert!(after.contains_key(p), "{} owns missing {:?}", e.manager, p);
+                }
+            }
+            prop_assert_eq!(&apply(Some(&new), config, &w, false).unwrap(), &new);
+            Ok(new)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn field_sets_round_trip_through_fields_v1(c in config()) {
+                let set = field_set(&c);
+                prop_assert_eq!(fields::decode(&fields::encode(&set)), Some(set));
+            }
+
+            #[test]
+            fn applies_and_updates_by_several_managers(c1 in config(), c2 in config(), edit in config(), c3 in config(), c4 in config()) {
+                let live = apply(None, &c1, &writer("a", "t1"), false).unwrap();
+                let live = check_apply(&live, &c2, "b")?;
+                // An update by another manager: adds and changes, and drops label a.
+                let mut edited = fields::merge(&live, &edit);
+                if let Some(labels) = edited.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+                    labels.remove("a");
+                }
+                record_update(Some(&live), &mut edited, &writer("e", "t3"));
+                let live = check_apply(&edited, &c3, "a")?;
+                check_apply(&live, &c4, "b")?;
+            }
+        }
     }
 }
