@@ -45,9 +45,15 @@ fn list_kind(field: &str, items: &[Value]) -> ListKind {
     }
     if field == "finalizers" && items.iter().all(Value::is_string) {
         let unique: BTreeSet<&str> = items.iter().filter_map(Value::as_str).collect();
-        return if unique.len() == items.len() { ListKind::Set } else { ListKind::Atomic };
+        return if unique.len() == items.len() {
+            ListKind::Set
+        } else {
+            ListKind::Atomic
+        };
     }
-    let Some(key) = merge_key(field, items) else { return ListKind::Atomic };
+    let Some(key) = merge_key(field, items) else {
+        return ListKind::Atomic;
+    };
     let mut seen = BTreeSet::new();
     for item in items {
         match item.get(key) {
@@ -79,9 +85,15 @@ fn check_value(field: &str, v: &Value, path: &mut Path) -> Result<(), String> {
             let at = path_string(path);
             if field == "finalizers" && items.iter().all(Value::is_string) {
                 let unique: BTreeSet<&str> = items.iter().filter_map(Value::as_str).collect();
-                return if unique.len() == items.len() { Ok(()) } else { Err(format!("{at}: duplicate entries")) };
+                return if unique.len() == items.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{at}: duplicate entries"))
+                };
             }
-            let Some(key) = merge_key(field, items) else { return Ok(()) };
+            let Some(key) = merge_key(field, items) else {
+                return Ok(());
+            };
             let mut seen = BTreeSet::new();
             for item in items {
                 let Some(k) = item.get(key).filter(|_| item.is_object()) else {
@@ -123,7 +135,11 @@ fn merge_field(field: &str, live: &Value, config: &Value) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) => {
-            let kind = if c.is_empty() { list_kind(field, l) } else { list_kind(field, c) };
+            let kind = if c.is_empty() {
+                list_kind(field, l)
+            } else {
+                list_kind(field, c)
+            };
             match kind {
                 ListKind::Associative(key) => {
                     let mut out = l.clone();
@@ -154,7 +170,12 @@ fn merge_field(field: &str, live: &Value, config: &Value) -> Value {
 /// `obj` without its null fields (in an applied configuration, null means "not mine").
 pub fn without_nulls(obj: &Value) -> Value {
     match obj {
-        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
         other => other.clone(),
     }
@@ -216,14 +237,26 @@ fn walk_value(field: &str, v: &Value, path: &mut Path, out: &mut BTreeMap<Path, 
 
 /// The paths whose value `new` adds or changes relative to `old`, and those it removes.
 pub fn diff(old: &BTreeMap<Path, Value>, new: &BTreeMap<Path, Value>) -> (FieldSet, FieldSet) {
-    let changed = new.iter().filter(|(p, v)| old.get(*p) != Some(*v)).map(|(p, _)| p.clone()).collect();
-    let removed = old.keys().filter(|p| !new.contains_key(*p)).cloned().collect();
+    let changed = new
+        .iter()
+        .filter(|(p, v)| old.get(*p) != Some(*v))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .cloned()
+        .collect();
     (changed, removed)
 }
 
 /// Whether `set` holds a path strictly below `path`.
 pub fn has_descendant(set: &FieldSet, path: &Path) -> bool {
-    set.range(path.clone()..).skip_while(|p| *p == path).take_while(|p| p.starts_with(path)).next().is_some()
+    set.range(path.clone()..)
+        .skip_while(|p| *p == path)
+        .take_while(|p| p.starts_with(path))
+        .next()
+        .is_some()
 }
 
 /// A set as `FieldsV1` JSON.
@@ -232,7 +265,11 @@ pub fn encode(set: &FieldSet) -> Value {
     for path in set {
         let mut node = &mut root;
         for el in path {
-            node = node.entry(el.clone()).or_insert_with(|| json!({})).as_object_mut().expect("nodes are objects");
+            node = node
+                .entry(el.clone())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("nodes are objects");
         }
         node.insert(".".into(), json!({}));
     }
@@ -310,14 +347,18 @@ pub fn path_string(path: &Path) -> String {
 /// Whether `path` names the merge key of a keyed list element (`... k:{"name":"c"} f:name`).
 pub fn is_key_field(path: &[String]) -> bool {
     let [.., el, field] = path else { return false };
-    let (Some(keys), Some(field)) = (el.strip_prefix("k:"), field.strip_prefix("f:")) else { return false };
+    let (Some(keys), Some(field)) = (el.strip_prefix("k:"), field.strip_prefix("f:")) else {
+        return false;
+    };
     serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|m| m.contains_key(field))
 }
 
 /// Whether list element `item` is the one path element `el` (`k:` or `v:`) names.
 fn element_matches(el: &str, item: &Value) -> bool {
     if let Some(k) = el.strip_prefix("k:") {
-        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(k) else { return false };
+        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(k) else {
+            return false;
+        };
         return keys.iter().all(|(k, v)| item.get(k) == Some(v));
     }
     if let Some(v) = el.strip_prefix("v:") {
@@ -341,9 +382,13 @@ pub fn get_mut<'a>(obj: &'a mut Value, path: &[String]) -> Option<&'a mut Value>
 
 /// Removes the field or list element at `path`; false if there was none.
 pub fn remove(obj: &mut Value, path: &Path) -> bool {
-    let Some((last, parent)) = path.split_last() else { return false };
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
     match get_mut(obj, parent) {
-        Some(Value::Object(m)) => last.strip_prefix("f:").is_some_and(|f| m.remove(f).is_some()),
+        Some(Value::Object(m)) => last
+            .strip_prefix("f:")
+            .is_some_and(|f| m.remove(f).is_some()),
         Some(Value::Array(items)) => {
             let before = items.len();
             items.retain(|i| !element_matches(last, i));
@@ -371,7 +416,13 @@ mod tests {
     #[test]
     fn members_of_an_object() {
         let set = field_set(&deployment());
-        let c = ["f:spec", "f:template", "f:spec", "f:containers", r#"k:{"name":"c"}"#];
+        let c = [
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            r#"k:{"name":"c"}"#,
+        ];
         let expected: FieldSet = [
             p(&["f:metadata", "f:labels", "f:app"]),
             p(&["f:metadata", "f:finalizers", r#"v:"a/b""#]),
@@ -381,7 +432,11 @@ mod tests {
             p(&[&c[..], &["f:image"]].concat()),
             p(&[&c[..], &["f:args"]].concat()),
             p(&[&c[..], &["f:ports", r#"k:{"containerPort":80}"#]].concat()),
-            p(&[&c[..], &["f:ports", r#"k:{"containerPort":80}"#, "f:containerPort"]].concat()),
+            p(&[
+                &c[..],
+                &["f:ports", r#"k:{"containerPort":80}"#, "f:containerPort"],
+            ]
+            .concat()),
             p(&["f:spec", "f:template", "f:spec", "f:tolerations"]),
         ]
         .into_iter()
@@ -389,7 +444,10 @@ mod tests {
         assert_eq!(set, expected);
         // Keys that repeat make the list atomic; an empty object is a member.
         let dup = json!({"env": [{"name": "A"}, {"name": "A"}], "labels": {}});
-        assert_eq!(field_set(&dup), [p(&["f:env"]), p(&["f:labels"])].into_iter().collect());
+        assert_eq!(
+            field_set(&dup),
+            [p(&["f:env"]), p(&["f:labels"])].into_iter().collect()
+        );
     }
 
     #[test]
@@ -414,8 +472,21 @@ mod tests {
         new_obj["spec"]["replicas"] = json!(3);
         new_obj["metadata"]["labels"] = json!({"tier": "fe"});
         let (changed, removed) = diff(&old, &leaves(&new_obj));
-        assert_eq!(changed, [p(&["f:metadata", "f:labels", "f:tier"]), p(&["f:spec", "f:replicas"])].into_iter().collect());
-        assert_eq!(removed, [p(&["f:metadata", "f:labels", "f:app"])].into_iter().collect());
+        assert_eq!(
+            changed,
+            [
+                p(&["f:metadata", "f:labels", "f:tier"]),
+                p(&["f:spec", "f:replicas"])
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            removed,
+            [p(&["f:metadata", "f:labels", "f:app"])]
+                .into_iter()
+                .collect()
+        );
         let set = field_set(&deployment());
         assert!(has_descendant(&set, &p(&["f:spec", "f:template"])));
         assert!(!has_descendant(&set, &p(&["f:spec", "f:replicas"])));
@@ -424,13 +495,31 @@ mod tests {
 
     #[test]
     fn paths_print_and_remove() {
-        let c = p(&["f:spec", "f:template", "f:spec", "f:containers", r#"k:{"name":"c"}"#, "f:image"]);
-        assert_eq!(path_string(&c), r#".spec.template.spec.containers[name="c"].image"#);
-        assert_eq!(path_string(&p(&["f:metadata", "f:finalizers", r#"v:"a/b""#])), r#".metadata.finalizers[="a/b"]"#);
+        let c = p(&[
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            r#"k:{"name":"c"}"#,
+            "f:image",
+        ]);
+        assert_eq!(
+            path_string(&c),
+            r#".spec.template.spec.containers[name="c"].image"#
+        );
+        assert_eq!(
+            path_string(&p(&["f:metadata", "f:finalizers", r#"v:"a/b""#])),
+            r#".metadata.finalizers[="a/b"]"#
+        );
         let mut obj = deployment();
         assert!(remove(&mut obj, &c));
-        assert!(obj["spec"]["template"]["spec"]["containers"][0].get("image").is_none());
-        assert!(remove(&mut obj, &p(&["f:metadata", "f:finalizers", r#"v:"a/b""#])));
+        assert!(obj["spec"]["template"]["spec"]["containers"][0]
+            .get("image")
+            .is_none());
+        assert!(remove(
+            &mut obj,
+            &p(&["f:metadata", "f:finalizers", r#"v:"a/b""#])
+        ));
         assert_eq!(obj["metadata"]["finalizers"], json!([]));
         assert!(remove(&mut obj, &c[..5].to_vec()));
         assert_eq!(obj["spec"]["template"]["spec"]["containers"], json!([]));
@@ -447,17 +536,29 @@ mod tests {
                           "spec": {"containers": [{"name": "c", "image": "i", "args": ["1"]}], "tolerations": [{"key": "k"}]}});
         let config = json!({"metadata": {"labels": {"b": "2"}, "finalizers": ["y"]},
                             "spec": {"containers": [{"name": "c", "args": ["2"]}, {"name": "d"}], "tolerations": []}});
-        assert_eq!(merge(&live, &config), json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x", "y"]},
-            "spec": {"containers": [{"name": "c", "image": "i", "args": ["2"]}, {"name": "d"}], "tolerations": []}}));
+        assert_eq!(
+            merge(&live, &config),
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x", "y"]},
+            "spec": {"containers": [{"name": "c", "image": "i", "args": ["2"]}, {"name": "d"}], "tolerations": []}})
+        );
         // An empty keyed list takes nothing away.
         let kept = merge(&live, &json!({"spec": {"containers": []}}));
         assert_eq!(kept["spec"]["containers"], live["spec"]["containers"]);
-        assert_eq!(without_nulls(&json!({"a": null, "b": {"c": null, "d": 1}})), json!({"b": {"d": 1}}));
+        assert_eq!(
+            without_nulls(&json!({"a": null, "b": {"c": null, "d": 1}})),
+            json!({"b": {"d": 1}})
+        );
         assert!(check_lists(&live).is_ok());
         let dup = json!({"spec": {"containers": [{"name": "c"}, {"name": "c"}]}});
-        assert_eq!(check_lists(&dup).unwrap_err(), r#".spec.containers: duplicate entries for key name="c""#);
+        assert_eq!(
+            check_lists(&dup).unwrap_err(),
+            r#".spec.containers: duplicate entries for key name="c""#
+        );
         let keyless = json!({"spec": {"containers": [{"name": "c", "env": [{"value": "1"}]}]}});
-        assert_eq!(check_lists(&keyless).unwrap_err(), r#".spec.containers[name="c"].env: every element needs its key name"#);
+        assert_eq!(
+            check_lists(&keyless).unwrap_err(),
+            r#".spec.containers[name="c"].env: every element needs its key name"#
+        );
         assert!(check_lists(&json!({"metadata": {"finalizers": ["a", "a"]}})).is_err());
     }
 }

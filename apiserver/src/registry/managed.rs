@@ -130,8 +130,14 @@ pub fn read(obj: &Value) -> Vec<Entry> {
 
 /// Sets `metadata.managedFields` to the entries that own something (none: the field goes).
 pub fn write(obj: &mut Value, entries: Vec<Entry>) {
-    let list: Vec<Value> = entries.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_json).collect();
-    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(Entry::to_json)
+        .collect();
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
     if list.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -142,7 +148,9 @@ pub fn write(obj: &mut Value, entries: Vec<Entry>) {
 /// The part of `obj` that can be owned by a write to `subresource`.
 pub fn owned_view(obj: &Value, subresource: Option<&str>, status_separate: bool) -> Value {
     let mut v = obj.clone();
-    let Some(m) = v.as_object_mut() else { return json!({}) };
+    let Some(m) = v.as_object_mut() else {
+        return json!({});
+    };
     if subresource == Some("status") {
         m.retain(|k, _| k == "status");
         return v;
@@ -182,7 +190,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let (changed, removed) = diff(&before, &view(new));
     let sub = w.subresource.unwrap_or("");
     for e in entries.iter_mut().filter(|e| !e.is(w.manager, UPDATE, sub)) {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     if !w.manager.is_empty() {
         let pos = match entries.iter().position(|e| e.is(w.manager, UPDATE, sub)) {
@@ -200,7 +209,12 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) {
             }
         };
         let mine = &mut entries[pos];
-        let owned: FieldSet = mine.fields.union(&changed).filter(|p| !removed.contains(*p)).cloned().collect();
+        let owned: FieldSet = mine
+            .fields
+            .union(&changed)
+            .filter(|p| !removed.contains(*p))
+            .cloned()
+            .collect();
         if owned != mine.fields {
             mine.fields = owned;
             mine.time = w.now.to_string();
@@ -221,29 +235,57 @@ pub fn conflict_error(conflicts: &[(String, Path)]) -> Error {
         })
         .collect();
     let message = if let [(who, path)] = conflicts {
-        format!("Apply failed with 1 conflict: conflict with {who}: {}", fields::path_string(path))
+        format!(
+            "Apply failed with 1 conflict: conflict with {who}: {}",
+            fields::path_string(path)
+        )
     } else {
         let mut by_manager: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         for (who, path) in conflicts {
-            by_manager.entry(who).or_default().push(fields::path_string(path));
+            by_manager
+                .entry(who)
+                .or_default()
+                .push(fields::path_string(path));
         }
         let parts: Vec<String> = by_manager
             .iter()
-            .map(|(who, paths)| format!("conflicts with {who}:\n{}", paths.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")))
+            .map(|(who, paths)| {
+                format!(
+                    "conflicts with {who}:\n{}",
+                    paths
+                        .iter()
+                        .map(|p| format!("- {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
             .collect();
-        format!("Apply failed with {} conflicts: {}", conflicts.len(), parts.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            parts.join("\n")
+        )
     };
     Error::ApplyConflict { message, causes }
 }
 
 /// Server-side apply of `config` by `w.manager` to `live` (`None`: the object is created from
 /// it): the merged object with its managedFields, or the conflicts (manager, path).
-pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> Result<Value, Vec<(String, Path)>> {
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    w: &Writer,
+    force: bool,
+) -> Result<Value, Vec<(String, Path)>> {
     let config = &fields::without_nulls(config);
     let config_view = owned_view(config, None, w.status_separate);
     let applied = field_set(&config_view);
     let mut entries = live.map(read).unwrap_or_default();
-    let last = entries.iter().find(|e| e.is(w.manager, APPLY, "")).map(|e| e.fields.clone()).unwrap_or_default();
+    let last = entries
+        .iter()
+        .find(|e| e.is(w.manager, APPLY, ""))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     let base = live.cloned().unwrap_or_else(|| json!({}));
     let mut merged = fields::merge(&base, config);
 
@@ -282,7 +324,8 @@ pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> R
         return Err(conflicts);
     }
     for e in entries.iter_mut().filter(|e| !e.is(w.manager, APPLY, "")) {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     match entries.iter_mut().find(|e| e.is(w.manager, APPLY, "")) {
         Some(mine) if mine.fields == applied => {}
@@ -292,11 +335,11 @@ pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> R
             mine.api_version = w.api_version.clone();
         }
         None => entries.push(Entry {
-                manager: w.manager.to_string(),
-                operation: APPLY.into(),
-                api_version: w.api_version.clone(),
-                time: w.now.to_string(),
-                subresource: String::new(),
+            manager: w.manager.to_string(),
+            operation: APPLY.into(),
+            api_version: w.api_version.clone(),
+            time: w.now.to_string(),
+            subresource: String::new(),
             fields: applied,
         }),
     }
@@ -312,8 +355,10 @@ pub fn apply(live: Option<&Value>, config: &Value, w: &Writer, force: bool) -> R
 fn prune_empty_parents(obj: &mut Value, path: &Path, kept: &FieldSet) {
     for len in (2..path.len()).rev() {
         let parent = path[..len].to_vec();
-        let empty = fields::get_mut(obj, &parent).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
-        if !empty || kept.contains(&parent) || !parent.last().is_some_and(|el| el.starts_with("f:")) {
+        let empty =
+            fields::get_mut(obj, &parent).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+        if !empty || kept.contains(&parent) || !parent.last().is_some_and(|el| el.starts_with("f:"))
+        {
             return;
         }
         fields::remove(obj, &parent);
@@ -325,7 +370,13 @@ mod tests {
     use super::*;
 
     fn writer<'a>(manager: &'a str, now: &'a str) -> Writer<'a> {
-        Writer { manager, api_version: "apps/v1".into(), subresource: None, status_separate: true, now }
+        Writer {
+            manager,
+            api_version: "apps/v1".into(),
+            subresource: None,
+            status_separate: true,
+            now,
+        }
     }
 
     fn deploy(replicas: i64, labels: Value) -> Value {
@@ -336,26 +387,54 @@ mod tests {
 
     fn owners(obj: &Value, path: &str) -> Vec<String> {
         let path: Path = path.split('.').map(|s| format!("f:{s}")).collect();
-        read(obj).into_iter().filter(|e| e.fields.contains(&path)).map(|e| format!("{}/{}", e.manager, e.operation)).collect()
+        read(obj)
+            .into_iter()
+            .filter(|e| e.fields.contains(&path))
+            .map(|e| format!("{}/{}", e.manager, e.operation))
+            .collect()
     }
 
     #[test]
     fn apply_creates_then_removes_what_it_no_longer_applies() {
-        let created = apply(None, &deploy(2, json!({"app": "web", "tier": "fe"})), &writer("kubectl", "t1"), false).unwrap();
+        let created = apply(
+            None,
+            &deploy(2, json!({"app": "web", "tier": "fe"})),
+            &writer("kubectl", "t1"),
+            false,
+        )
+        .unwrap();
         assert_eq!(created["spec"]["replicas"], 2);
         let mf = &created["metadata"]["managedFields"];
-        assert_eq!((mf[0]["manager"].as_str(), mf[0]["operation"].as_str()), (Some("kubectl"), Some("Apply")));
+        assert_eq!(
+            (mf[0]["manager"].as_str(), mf[0]["operation"].as_str()),
+            (Some("kubectl"), Some("Apply"))
+        );
         assert_eq!(mf[0]["fieldsType"], "FieldsV1");
-        assert_eq!(mf[0]["fieldsV1"]["f:metadata"]["f:labels"]["f:tier"], json!({}));
+        assert_eq!(
+            mf[0]["fieldsV1"]["f:metadata"]["f:labels"]["f:tier"],
+            json!({})
+        );
         assert!(mf[0]["fieldsV1"].get("f:apiVersion").is_none());
         assert!(mf[0]["fieldsV1"]["f:metadata"].get("f:name").is_none());
 
-        let next = apply(Some(&created), &deploy(3, json!({"app": "web"})), &writer("kubectl", "t2"), false).unwrap();
+        let next = apply(
+            Some(&created),
+            &deploy(3, json!({"app": "web"})),
+            &writer("kubectl", "t2"),
+            false,
+        )
+        .unwrap();
         assert_eq!(next["spec"]["replicas"], 3);
         assert_eq!(next["metadata"]["labels"], json!({"app": "web"}));
         assert_eq!(next["metadata"]["managedFields"][0]["time"], "t2");
         // The same configuration again changes nothing, not even the time.
-        let same = apply(Some(&next), &deploy(3, json!({"app": "web"})), &writer("kubectl", "t3"), false).unwrap();
+        let same = apply(
+            Some(&next),
+            &deploy(3, json!({"app": "web"})),
+            &writer("kubectl", "t3"),
+            false,
+        )
+        .unwrap();
         assert_eq!(same, next);
         // Dropping every label removes the emptied map too.
         let mut config = deploy(3, json!({}));
@@ -366,7 +445,13 @@ mod tests {
 
     #[test]
     fn conflicts_force_and_shared_ownership() {
-        let created = apply(None, &deploy(2, json!({"app": "web"})), &writer("kubectl", "t1"), false).unwrap();
+        let created = apply(
+            None,
+            &deploy(2, json!({"app": "web"})),
+            &writer("kubectl", "t1"),
+            false,
+        )
+        .unwrap();
         // Another manager changes replicas with an update: it now owns them alone.
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(5);
@@ -374,29 +459,82 @@ mod tests {
         assert_eq!(owners(&scaled, "spec.replicas"), ["kubectl-scale/Update"]);
         assert_eq!(owners(&scaled, "metadata.labels.app"), ["kubectl/Apply"]);
 
-        let err = apply(Some(&scaled), &deploy(3, json!({"app": "web"})), &writer("kubectl", "t3"), false).unwrap_err();
-        assert_eq!(err, vec![(r#""kubectl-scale" using apps/v1"#.to_string(), vec!["f:spec".to_string(), "f:replicas".into()])]);
-        let Error::ApplyConflict { message, causes } = conflict_error(&err) else { panic!() };
-        assert_eq!(message, r#"Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas"#);
-        assert_eq!((causes[0].reason.as_str(), causes[0].field.as_str()), ("FieldManagerConflict", ".spec.replicas"));
+        let err = apply(
+            Some(&scaled),
+            &deploy(3, json!({"app": "web"})),
+            &writer("kubectl", "t3"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![(
+                r#""kubectl-scale" using apps/v1"#.to_string(),
+                vec!["f:spec".to_string(), "f:replicas".into()]
+            )]
+        );
+        let Error::ApplyConflict { message, causes } = conflict_error(&err) else {
+            panic!()
+        };
+        assert_eq!(
+            message,
+            r#"Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas"#
+        );
+        assert_eq!(
+            (causes[0].reason.as_str(), causes[0].field.as_str()),
+            ("FieldManagerConflict", ".spec.replicas")
+        );
         // Applying the live value is no conflict: both own it.
-        let agreed = apply(Some(&scaled), &deploy(5, json!({"app": "web"})), &writer("kubectl", "t3"), false).unwrap();
-        assert_eq!(owners(&agreed, "spec.replicas"), ["kubectl/Apply", "kubectl-scale/Update"]);
+        let agreed = apply(
+            Some(&scaled),
+            &deploy(5, json!({"app": "web"})),
+            &writer("kubectl", "t3"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            owners(&agreed, "spec.replicas"),
+            ["kubectl/Apply", "kubectl-scale/Update"]
+        );
         // Forced: the field moves to the applier.
-        let forced = apply(Some(&scaled), &deploy(3, json!({"app": "web"})), &writer("kubectl", "t3"), true).unwrap();
+        let forced = apply(
+            Some(&scaled),
+            &deploy(3, json!({"app": "web"})),
+            &writer("kubectl", "t3"),
+            true,
+        )
+        .unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
         assert_eq!(owners(&forced, "spec.replicas"), ["kubectl/Apply"]);
-        assert!(read(&forced).iter().all(|e| e.manager != "kubectl-scale"), "an entry that owns nothing goes");
+        assert!(
+            read(&forced).iter().all(|e| e.manager != "kubectl-scale"),
+            "an entry that owns nothing goes"
+        );
     }
 
     #[test]
     fn a_field_another_manager_owns_is_never_dropped() {
-        let created = apply(None, &deploy(2, json!({"app": "web", "tier": "fe"})), &writer("a", "t1"), false).unwrap();
+        let created = apply(
+            None,
+            &deploy(2, json!({"app": "web", "tier": "fe"})),
+            &writer("a", "t1"),
+            false,
+        )
+        .unwrap();
         let only_tier = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"tier": "fe"}}});
         let both = apply(Some(&created), &only_tier, &writer("b", "t2"), false).unwrap();
-        assert_eq!(owners(&both, "metadata.labels.tier"), ["a/Apply", "b/Apply"]);
+        assert_eq!(
+            owners(&both, "metadata.labels.tier"),
+            ["a/Apply", "b/Apply"]
+        );
         // a stops applying tier: b still owns it, so it stays; app (a's alone) goes.
-        let next = apply(Some(&both), &deploy(2, json!({})), &writer("a", "t3"), false).unwrap();
+        let next = apply(
+            Some(&both),
+            &deploy(2, json!({})),
+            &writer("a", "t3"),
+            false,
+        )
+        .unwrap();
         assert_eq!(next["metadata"]["labels"], json!({"tier": "fe"}));
         // A container another manager added a field to stays when the applier drops it.
         let mut edited = next.clone();
@@ -405,10 +543,20 @@ mod tests {
         let mut without = deploy(2, json!({}));
         without["spec"]["template"]["spec"]["containers"] = json!([{"name": "d", "image": "j"}]);
         let out = apply(Some(&edited), &without, &writer("a", "t5"), false).unwrap();
-        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["c", "d"], "{out}");
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["args"], json!(["x"]));
-        assert!(out["spec"]["template"]["spec"]["containers"][0].get("image").is_none());
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["x"])
+        );
+        assert!(out["spec"]["template"]["spec"]["containers"][0]
+            .get("image")
+            .is_none());
     }
 
     #[test]
@@ -417,7 +565,10 @@ mod tests {
         let mut created = obj.clone();
         record_update(None, &mut created, &writer("creator", "t1"));
         let e = &read(&created)[0];
-        assert_eq!((e.manager.as_str(), e.operation.as_str(), e.fields.len()), ("creator", "Update", 2));
+        assert_eq!(
+            (e.manager.as_str(), e.operation.as_str(), e.fields.len()),
+            ("creator", "Update", 2)
+        );
         let mut next = created.clone();
         next["data"] = json!({"k": "w"});
         next["metadata"]["labels"] = json!({});
@@ -435,7 +586,10 @@ mod tests {
         let mut w = writer("ctl", "t4");
         w.subresource = Some("status");
         record_update(Some(&next), &mut status, &w);
-        let e = read(&status).into_iter().find(|e| e.manager == "ctl").unwrap();
+        let e = read(&status)
+            .into_iter()
+            .find(|e| e.manager == "ctl")
+            .unwrap();
         assert_eq!((e.subresource.as_str(), e.fields.len()), ("status", 1));
         // A client may replace the entries ([{}] resets them).
         let mut reset = status.clone();
@@ -452,10 +606,22 @@ mod tests {
         /// Deployment configurations over a few labels, replicas, containers (keyed, with an
         /// atomic `args`) and finalizers (a set), so that managers often touch the same fields.
         fn config() -> impl Strategy<Value = Value> {
-            let labels = prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["1", "2"]), 0..3);
-            let container = (prop::option::of(prop::sample::select(vec!["i1", "i2"])), prop::option::of(prop::sample::select(vec!["p", "q"])));
-            let containers = prop::collection::btree_map(prop::sample::select(vec!["x", "y", "z"]), container, 0..3);
-            let finalizers = prop::collection::btree_set(prop::sample::select(vec!["f1", "f2"]), 0..3);
+            let labels = prop::collection::btree_map(
+                prop::sample::select(vec!["a", "b", "c"]),
+                prop::sample::select(vec!["1", "2"]),
+                0..3,
+            );
+            let container = (
+                prop::option::of(prop::sample::select(vec!["i1", "i2"])),
+                prop::option::of(prop::sample::select(vec!["p", "q"])),
+            );
+            let containers = prop::collection::btree_map(
+                prop::sample::select(vec!["x", "y", "z"]),
+                container,
+                0..3,
+            );
+            let finalizers =
+                prop::collection::btree_set(prop::sample::select(vec!["f1", "f2"]), 0..3);
             (labels, prop::option::of(0i64..3), containers, finalizers).prop_map(|(labels, replicas, containers, finalizers)| {
                 let mut c = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
                 if !labels.is_empty() {
@@ -492,7 +658,11 @@ mod tests {
         }
 
         /// One apply by `manager` of `config` over `prev`, checked against what apply promises.
-        fn check_apply(prev: &Value, config: &Value, manager: &str) -> Result<Value, TestCaseError> {
+        fn check_apply(
+            prev: &Value,
+            config: &Value,
+            manager: &str,
+        ) -> Result<Value, TestCaseError> {
             let w = writer(manager, "t9");
             let wanted = view(config);
             let new = match apply(Some(prev), config, &w, false) {
@@ -505,7 +675,13 @@ mod tests {
                             if before[p] == json!({}) && has_descendant(&after_set, p) {
                                 continue;
                             }
-                            prop_assert_eq!(after.get(p), before.get(p), "{} lost {:?}", e.manager, p);
+                            prop_assert_eq!(
+                                after.get(p),
+                                before.get(p),
+                                "{} lost {:?}",
+                                e.manager,
+                                p
+                            );
                         }
                     }
                     new
@@ -515,8 +691,11 @@ mod tests {
                     let new = apply(Some(prev), config, &w, true).unwrap();
                     // Forced: nobody else owns the conflicting fields.
                     for (_, p) in &conflicts {
-                        let others: Vec<String> =
-                            read(&new).into_iter().filter(|e| e.fields.contains(p) && e.manager != manager).map(|e| e.manager).collect();
+                        let others: Vec<String> = read(&new)
+                            .into_iter()
+                            .filter(|e| e.fields.contains(p) && e.manager != manager)
+                            .map(|e| e.manager)
+                            .collect();
                         prop_assert!(others.is_empty(), "{:?} still own {:?}", others, p);
                     }
                     new
@@ -524,7 +703,11 @@ mod tests {
             };
             // The applied values are live, and owned by the applier.
             let after = view(&new);
-            let mine = read(&new).into_iter().find(|e| e.is(manager, APPLY, "")).map(|e| e.fields).unwrap_or_default();
+            let mine = read(&new)
+                .into_iter()
+                .find(|e| e.is(manager, APPLY, ""))
+                .map(|e| e.fields)
+                .unwrap_or_default();
             for (p, v) in &wanted {
                 prop_assert_eq!(after.get(p), Some(v), "{:?}", p);
                 prop_assert!(mine.contains(p));

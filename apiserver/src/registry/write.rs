@@ -9,7 +9,9 @@
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::storage::{set_resource_version, Preconditions, Storage, Stored, UpdateAction, UpdateFn, UpdateOutcome};
+use crate::storage::{
+    set_resource_version, Preconditions, Storage, Stored, UpdateAction, UpdateFn, UpdateOutcome,
+};
 use crate::Result;
 
 /// Per-request options of a write.
@@ -43,7 +45,13 @@ pub async fn create(
     if storage.get(key).await?.is_some() {
         return Err(Error::KeyExists(key.to_string()));
     }
-    Ok(Stored { key: key.to_string(), value, mod_revision: 0, create_revision: 0, lease: 0 })
+    Ok(Stored {
+        key: key.to_string(),
+        value,
+        mod_revision: 0,
+        create_revision: 0,
+        lease: 0,
+    })
 }
 
 /// `guaranteed_update`, or for a dry run one evaluation of `update` on the current object: the
@@ -59,7 +67,10 @@ pub async fn update(
     if !dry_run {
         return storage.guaranteed_update(key, preconditions, update).await;
     }
-    let cur = storage.get(key).await?.ok_or_else(|| Error::KeyNotFound(key.to_string()))?;
+    let cur = storage
+        .get(key)
+        .await?
+        .ok_or_else(|| Error::KeyNotFound(key.to_string()))?;
     preconditions.check(&cur)?;
     Ok(match update(&cur)? {
         UpdateAction::Unchanged => UpdateOutcome::Unchanged(cur),
