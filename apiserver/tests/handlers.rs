@@ -1078,6 +1078,13 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("fieldManager")), "{v}");
     let (s, v) = apply_as(&api, &web, "ci", "", &json!({"metadata": {"name": "web"}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "apiVersion and kind are required: {v}");
+    // YAML as well as JSON.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: v\n";
+    let url = "/api/v1/namespaces/default/configmaps/y?fieldManager=ci";
+    let (s, v) = api.call_ct("PATCH", url, Some("application/apply-patch+yaml"), Some(yaml.as_bytes().to_vec())).await;
+    assert_eq!((s, v["data"]["k"].as_str()), (StatusCode::CREATED, Some("v")), "{v}");
+    let (s, v) = api.call_ct("PATCH", url, Some("application/apply-patch+yaml"), Some(b"a: [b".to_vec())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let mut twice = config(1, json!({}));
     twice["spec"]["template"]["spec"]["containers"] = json!([{"name": "c", "image": "a"}, {"name": "c", "image": "b"}]);
     let (s, v) = apply_as(&api, &web, "ci", "", &twice).await;

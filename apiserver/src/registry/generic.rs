@@ -470,7 +470,7 @@ impl Registry {
         }
     }
 
-    /// PATCH with `application/apply-patch+yaml` (JSON bodies): server-side apply of the
+    /// PATCH with `application/apply-patch+yaml` (YAML or JSON): server-side apply of the
     /// configuration by `opts.field_manager`, creating the object if it does not exist.
     /// Answers the object and whether it was created.
     pub async fn apply(
@@ -485,9 +485,12 @@ impl Registry {
         if subresource.is_some() {
             return Err(Error::BadRequest("server-side apply of subresources is not supported".into()));
         }
-        let config: Value = serde_json::from_slice(patch).map_err(|e| {
-            Error::BadRequest(format!("error decoding the apply patch (only its JSON form is supported): {e}"))
-        })?;
+        // kubectl sends JSON, which most YAML parsers take too, but not all JSON is YAML 1.2.
+        let config: Value = match serde_json::from_slice(patch) {
+            Ok(v) => v,
+            Err(_) => serde_yaml_ng::from_slice(patch)
+                .map_err(|e| Error::BadRequest(format!("error decoding the apply patch as YAML or JSON: {e}")))?,
+        };
         let has = |f: &str| config.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
         if !config.is_object() || !has("apiVersion") || !has("kind") {
             return Err(Error::BadRequest("an applied configuration must set apiVersion and kind".into()));

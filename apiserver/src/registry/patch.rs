@@ -28,7 +28,7 @@ pub enum PatchType {
     Merge,
     /// `application/strategic-merge-patch+json`.
     StrategicMerge,
-    /// `application/apply-patch+yaml`: server-side apply (`registry::managed`), JSON bodies only.
+    /// `application/apply-patch+yaml`: server-side apply (`registry::managed`).
     Apply,
 }
 
