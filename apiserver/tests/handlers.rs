@@ -1150,6 +1150,19 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     let v = api.ok("PATCH", &format!("{web}/status?fieldManager=ctl"), Some(json!({"status": {"replicas": 1}}))).await;
     let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl").unwrap().clone();
     assert_eq!((e["subresource"].as_str(), e["fieldsV1"].clone()), (Some("status"), json!({"f:status": {"f:replicas": {}}})));
+    // Status can be applied too, with conflicts against the status writers.
+    let status_config = |n: i64| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"replicas": n}});
+    let (s, v) = apply_as(&api, &format!("{web}/status"), "ctl2", "", &status_config(2)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["details"]["causes"][0]["message"], r#"conflict with "ctl" with subresource "status" using apps/v1"#);
+    let (s, v) = apply_as(&api, &format!("{web}/status"), "ctl2", "&force=true", &status_config(2)).await;
+    assert_eq!((s, v["status"]["replicas"].as_i64()), (StatusCode::OK, Some(2)), "{v}");
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl2").unwrap().clone();
+    assert_eq!((e["operation"].as_str(), e["subresource"].as_str()), (Some("Apply"), Some("status")));
+    assert_eq!(e["fieldsV1"], json!({"f:status": {"f:replicas": {}}}));
+    assert!(owners_of(&v, &["f:spec", "f:replicas"]).contains(&"ci/Apply".to_string()), "spec ownership is untouched");
+    let (s, _) = apply_as(&api, &format!("{web}/scale"), "ctl2", "", &status_config(2)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     // Writes through .../scale own spec.replicas in an entry marked with the subresource.
     api.ok("PATCH", &format!("{web}/scale?fieldManager=hpa"), Some(json!({"spec": {"replicas": 6}}))).await;
     let v = api.ok("GET", &web, None).await;

@@ -348,9 +348,16 @@ impl Registry {
             if !rv.is_empty() && rv != cur.mod_revision.to_string() {
                 return Err(Error::modified(&gr, name));
             }
+            // The status branch keeps only status; an apply's managedFields come along.
+            let applied_fields = opts.applying.then(|| new.pointer("/metadata/managedFields").cloned());
             let mut new = match subresource {
                 Some("status") => {
                     let mut merged = old.clone();
+                    match applied_fields {
+                        Some(Some(mf)) => meta_mut(&mut merged).insert("managedFields".into(), mf),
+                        Some(None) => meta_mut(&mut merged).remove("managedFields"),
+                        None => None,
+                    };
                     match new.get("status") {
                         Some(s) => merged["status"] = s.clone(),
                         None => {
@@ -482,9 +489,13 @@ impl Registry {
         patch: &[u8],
         opts: &WriteOptions,
     ) -> Result<(Value, bool)> {
-        if subresource.is_some() {
-            return Err(Error::BadRequest("server-side apply of subresources is not supported".into()));
-        }
+        let status = match subresource {
+            None => false,
+            Some("status") if kind.status_subresource => true,
+            Some(other) => {
+                return Err(Error::BadRequest(format!("server-side apply of {}/{other} is not supported", kind.resource)))
+            }
+        };
         // kubectl sends JSON, which most YAML parsers take too, but not all JSON is YAML 1.2.
         let config: Value = match serde_json::from_slice(patch) {
             Ok(v) => v,
@@ -504,8 +515,12 @@ impl Registry {
         crate::registry::fields::check_lists(&config).map_err(Error::BadRequest)?;
         let opts = WriteOptions { applying: true, ..opts.clone() };
         let now = now_rfc3339();
-        let w = Self::writer(kind, None, &opts, &now);
+        let w = Self::writer(kind, subresource, &opts, &now);
         let merge = |live: Option<&Value>| managed::apply(live, &config, &w, opts.force).map_err(|c| managed::conflict_error(&c));
+        if status {
+            let v = self.update_with(kind, namespace, name, subresource, &|old| merge(Some(old)), &opts).await?;
+            return Ok((v, false));
+        }
         // Create-or-update; a create that lost a race to another create updates instead.
         for _ in 0..2 {
             match self.update_with(kind, namespace, name, None, &|old| merge(Some(old)), &opts).await {

@@ -270,7 +270,8 @@ pub fn conflict_error(conflicts: &[(String, Path)]) -> Error {
 }
 
 /// Server-side apply of `config` by `w.manager` to `live` (`None`: the object is created from
-/// it): the merged object with its managedFields, or the conflicts (manager, path).
+/// it), of the whole object or (`w.subresource` = status) its status: the merged object with
+/// its managedFields, or the conflicts (manager, path).
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
@@ -278,12 +279,13 @@ pub fn apply(
     force: bool,
 ) -> Result<Value, Vec<(String, Path)>> {
     let config = &fields::without_nulls(config);
-    let config_view = owned_view(config, None, w.status_separate);
+    let sub = w.subresource.unwrap_or("");
+    let config_view = owned_view(config, w.subresource, w.status_separate);
     let applied = field_set(&config_view);
     let mut entries = live.map(read).unwrap_or_default();
     let last = entries
         .iter()
-        .find(|e| e.is(w.manager, APPLY, ""))
+        .find(|e| e.is(w.manager, APPLY, sub))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     let base = live.cloned().unwrap_or_else(|| json!({}));
@@ -292,7 +294,7 @@ pub fn apply(
     // Fields applied last time and not now go, unless someone (this apply included) still owns
     // them or something below them.
     let mut kept: FieldSet = applied.clone();
-    for e in entries.iter().filter(|e| !e.is(w.manager, APPLY, "")) {
+    for e in entries.iter().filter(|e| !e.is(w.manager, APPLY, sub)) {
         kept.extend(e.fields.iter().cloned());
     }
     for path in last.iter().rev() {
@@ -305,7 +307,7 @@ pub fn apply(
         }
     }
 
-    let view = |o: &Value| leaves(&owned_view(o, None, w.status_separate));
+    let view = |o: &Value| leaves(&owned_view(o, w.subresource, w.status_separate));
     let before = live.map(view).unwrap_or_default();
     let after = view(&merged);
     let (changed, removed) = diff(&before, &after);
@@ -315,7 +317,7 @@ pub fn apply(
     let after: FieldSet = after.into_keys().collect();
     let gone = |p: &Path| removed.contains(p) && !has_descendant(&after, p);
     let mut conflicts = Vec::new();
-    for e in entries.iter().filter(|e| !e.is(w.manager, APPLY, "")) {
+    for e in entries.iter().filter(|e| !e.is(w.manager, APPLY, sub)) {
         for p in e.fields.iter().filter(|p| changed.contains(*p) || gone(p)) {
             conflicts.push((e.describe(), p.clone()));
         }
@@ -323,11 +325,11 @@ pub fn apply(
     if !conflicts.is_empty() && !force {
         return Err(conflicts);
     }
-    for e in entries.iter_mut().filter(|e| !e.is(w.manager, APPLY, "")) {
+    for e in entries.iter_mut().filter(|e| !e.is(w.manager, APPLY, sub)) {
         e.fields
             .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
-    match entries.iter_mut().find(|e| e.is(w.manager, APPLY, "")) {
+    match entries.iter_mut().find(|e| e.is(w.manager, APPLY, sub)) {
         Some(mine) if mine.fields == applied => {}
         Some(mine) => {
             mine.fields = applied;
@@ -339,7 +341,7 @@ pub fn apply(
             operation: APPLY.into(),
             api_version: w.api_version.clone(),
             time: w.now.to_string(),
-            subresource: String::new(),
+            subresource: sub.to_string(),
             fields: applied,
         }),
     }
