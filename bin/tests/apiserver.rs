@@ -594,4 +594,14 @@ fn apply_server_side_create_update_conflict_force() {
     assert_eq!(live["metadata"]["generation"], 1, "{live}");
     let managers: Vec<&str> = live["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
     assert!(!managers.contains(&"kubectl-client-side-apply"), "{managers:?}");
+
+    // The status subresource, as a controller would apply it.
+    let status = dir.join("status.json");
+    let config = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "csa", "namespace": "ssa"},
+                     "status": {"replicas": 2, "readyReplicas": 1}}"#;
+    std::fs::write(&status, config).unwrap();
+    let status = status.to_str().unwrap();
+    api.kubectl_ok(&["apply", "--server-side", "--subresource=status", "--field-manager=ctl", "-f", status]);
+    let ready = api.kubectl_ok(&["get", "deployment", "csa", "-n", "ssa", "-o", "jsonpath={.status.readyReplicas}"]);
+    assert_eq!(ready, "1");
 }
