@@ -49,6 +49,21 @@ impl Cause {
         }
     }
 
+    /// A field has a value outside a fixed set (`dryRun=x`: supported values: "All").
+    pub fn not_supported(field: impl Into<String>, value: &serde_json::Value, supported: &[&str]) -> Self {
+        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Self {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {value}: supported values: {}", supported.join(", ")),
+            field: field.into(),
+        }
+    }
+
+    /// A field may not be set here.
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Self { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {detail}"), field: field.into() }
+    }
+
     /// A field may not change after creation.
     pub fn immutable(field: impl Into<String>) -> Self {
         Self {
@@ -74,6 +89,9 @@ pub enum Error {
     /// 409: a precondition (resourceVersion, uid) no longer holds.
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
     Conflict { resource: GroupResource, name: String, detail: String },
+    /// 409 from server-side apply: fields other managers own, one cause per field.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     /// 422 with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes_summary(.causes))]
     Invalid { group: String, kind: String, name: String, causes: Vec<Cause> },

@@ -11,7 +11,7 @@ fn code_and_reason(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::NotFound { .. } | Error::UnknownPath => (StatusCode::NOT_FOUND, "NotFound"),
         Error::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-        Error::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+        Error::Conflict { .. } | Error::ApplyConflict { .. } => (StatusCode::CONFLICT, "Conflict"),
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
@@ -52,6 +52,7 @@ pub fn status_of(e: &Error) -> (StatusCode, Value) {
         Error::Invalid { group, kind, name, causes } => {
             Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
         }
+        Error::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
         Error::Unavailable(_) | Error::Timeout(_) => Some(json!({"retryAfterSeconds": 1})),
         // client-go's IsTooLargeResourceVersion looks for this cause.
         Error::TooLargeResourceVersion { .. } => Some(json!({

@@ -338,7 +338,7 @@ async fn patches_generation_and_status_subresource() {
     assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(5)), "{v}");
     let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/json-patch+json"), Some(b"[{\"op\":\"remove\",\"path\":\"/nope\"}]".to_vec())).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/apply-patch+yaml"), Some(b"{}".to_vec())).await;
+    let (s, _) = api.call_ct("PATCH", &format!("{base}/web"), Some("application/yaml"), Some(b"{}".to_vec())).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (s, _) = api.call("PATCH", &format!("{base}/missing"), Some(json!({}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -1141,6 +1141,23 @@ async fn quota_concurrent_creates_take_exactly_the_hard_limit() {
     assert!(q["status"].get("pendingCharges").is_none(), "{q}");
 }
 
+/// A dry run is checked against quota like a real create but charges nothing: the quota's
+/// status (and so the store) is not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_dry_run_checks_but_does_not_charge() {
+    let api = Api::start().await;
+    api.create_ns("dq").await;
+    api.ok("POST", "/api/v1/namespaces/dq/resourcequotas", Some(json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"}}}))).await;
+    let before = store_revision(&api).await;
+    let v = api.ok("POST", "/api/v1/namespaces/dq/pods?dryRun=All", Some(pod("a"))).await;
+    assert_eq!(v["metadata"]["name"], "a");
+    assert_eq!(store_revision(&api).await, before, "a dry run wrote (the quota's reservation?)");
+    api.ok("POST", "/api/v1/namespaces/dq/pods", Some(pod("real"))).await;
+    let (s, v) = api.call("POST", "/api/v1/namespaces/dq/pods?dryRun=All", Some(pod("b"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "over quota, dry run or not: {v}");
+    assert!(v["message"].as_str().unwrap().contains("exceeded quota: q"), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_reservations_hold_until_the_create_is_over() {
     use apiserver::admission::{Attributes, ResourceQuota, ValidatingPlugin};
@@ -1156,8 +1173,8 @@ async fn quota_reservations_hold_until_the_create_is_over() {
         p
     };
     let (a, b) = (with_uid("a"), with_uid("b"));
-    let attrs_a = Attributes { kind: pods, namespace: Some("hold"), name: "a" };
-    let attrs_b = Attributes { kind: pods, namespace: Some("hold"), name: "b" };
+    let attrs_a = Attributes { kind: pods, namespace: Some("hold"), name: "a", dry_run: false };
+    let attrs_b = Attributes { kind: pods, namespace: Some("hold"), name: "b", dry_run: false };
     // `a` is admitted but not stored yet: its reservation alone fills the quota.
     plugin.validate(&attrs_a, &a, storage.as_ref()).await.unwrap();
     let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
@@ -1484,4 +1501,239 @@ async fn field_validation_of_unknown_fields() {
     let resp = api.raw(post("?fieldValidation=Strict", ok)).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert!(resp.headers().get("warning").is_none());
+}
+
+/// The store's current revision (a LIST's resourceVersion): a dry run must not move it.
+async fn store_revision(api: &Api) -> String {
+    api.ok("GET", "/api/v1/namespaces", None).await["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_answers_without_writing() {
+    let api = Api::start().await;
+    api.create_ns("dry").await;
+    let base = "/api/v1/namespaces/dry/configmaps";
+    let before = store_revision(&api).await;
+
+    // Create: 201 with the object as it would be stored, but no resourceVersion, and nothing stored.
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("a", json!({"x": "1"})))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["metadata"]["uid"].as_str().unwrap().len(), 36);
+    assert!(v["metadata"]["creationTimestamp"].is_string());
+    assert!(v["metadata"].get("resourceVersion").is_none(), "{v}");
+    assert_eq!(api.call("GET", &format!("{base}/a"), None).await.0, StatusCode::NOT_FOUND);
+    let v = api.ok("POST", &format!("{base}?dryRun=All"), Some(json!({"metadata": {"generateName": "gen-"}}))).await;
+    assert!(v["metadata"]["name"].as_str().unwrap().starts_with("gen-"), "{v}");
+    // Admission and validation still run.
+    let (s, _) = api.call("POST", "/api/v1/namespaces/nowhere/configmaps?dryRun=All", Some(cm("a", json!({})))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("a", json!({"bad key!": "1"})))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Any other value is refused as kube-apiserver refuses it.
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=Yes"), Some(cm("a", json!({})))).await;
+    assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dryRun")), "{v}");
+    assert_eq!(store_revision(&api).await, before);
+
+    let stored = api.ok("POST", base, Some(cm("b", json!({"x": "1"})))).await;
+    api.ok("POST", base, Some(json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}))).await;
+    let (s, v) = api.call("POST", &format!("{base}?dryRun=All"), Some(cm("b", json!({})))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("AlreadyExists")));
+    let before = store_revision(&api).await;
+    let one = format!("{base}/b");
+
+    // Update: the answer is the would-be object at the unchanged resourceVersion.
+    let mut next = stored.clone();
+    next["data"] = json!({"x": "2"});
+    let v = api.ok("PUT", &format!("{one}?dryRun=All"), Some(next.clone())).await;
+    assert_eq!((v["data"]["x"].as_str(), rv(&v)), (Some("2"), rv(&stored)));
+    next["metadata"]["resourceVersion"] = json!("1");
+    let (s, _) = api.call("PUT", &format!("{one}?dryRun=All"), Some(next)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a stale resourceVersion is still a conflict");
+    // Every patch type.
+    for (ct, patch) in [
+        ("application/merge-patch+json", json!({"data": {"x": "3"}})),
+        ("application/strategic-merge-patch+json", json!({"data": {"x": "3"}})),
+        ("application/json-patch+json", json!([{"op": "add", "path": "/data/x", "value": "3"}])),
+    ] {
+        let (s, v) = api.call_ct("PATCH", &format!("{one}?dryRun=All"), Some(ct), Some(patch.to_string().into_bytes())).await;
+        assert_eq!((s, v["data"]["x"].as_str()), (StatusCode::OK, Some("3")), "{ct}: {v}");
+    }
+    let (s, _) = api.call("PATCH", &format!("{one}?dryRun=All"), Some(json!({"metadata": {"labels": {"bad key!": "1"}}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Delete, in the query or in DeleteOptions (where kubectl puts it); preconditions still hold.
+    let (s, v) = api.call("DELETE", &format!("{one}?dryRun=All"), None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("Success")), "{v}");
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["All"]}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["All"], "preconditions": {"uid": "other"}}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = api.call("DELETE", &one, Some(json!({"dryRun": ["Nope"]}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // A finalizer makes it a would-be mark for deletion.
+    let v = api.ok("DELETE", &format!("{base}/f?dryRun=All"), None).await;
+    assert!(v["metadata"]["deletionTimestamp"].is_string(), "{v}");
+    // Collection.
+    let v = api.ok("DELETE", &format!("{base}?dryRun=All"), None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+
+    assert_eq!(api.ok("GET", &one, None).await, stored);
+    assert!(api.ok("GET", &format!("{base}/f"), None).await["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(store_revision(&api).await, before);
+
+    // Scale and binding take part too.
+    let deps = "/apis/apps/v1/namespaces/dry/deployments";
+    let d = json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    api.ok("POST", deps, Some(d)).await;
+    api.ok("POST", "/api/v1/namespaces/dry/pods", Some(pod("p"))).await;
+    let before = store_revision(&api).await;
+    let v = api.ok("PATCH", &format!("{deps}/web/scale?dryRun=All"), Some(json!({"spec": {"replicas": 4}}))).await;
+    assert_eq!(v["spec"]["replicas"], 4);
+    let binding = json!({"target": {"kind": "Node", "name": "n1"}});
+    let (s, _) = api.call("POST", "/api/v1/namespaces/dry/pods/p/binding?dryRun=All", Some(binding)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(api.ok("GET", &format!("{deps}/web"), None).await["spec"]["replicas"], 1);
+    assert!(api.ok("GET", "/api/v1/namespaces/dry/pods/p", None).await["spec"].get("nodeName").is_none());
+    assert_eq!(store_revision(&api).await, before);
+}
+
+/// A server-side apply PATCH by `manager`.
+async fn apply_as(api: &Api, path: &str, manager: &str, extra: &str, config: &Value) -> (StatusCode, Value) {
+    let url = format!("{path}?fieldManager={manager}{extra}");
+    api.call_ct("PATCH", &url, Some("application/apply-patch+yaml"), Some(config.to_string().into_bytes())).await
+}
+
+fn owners_of(obj: &Value, fields_v1_path: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default() {
+        let mut node = &e["fieldsV1"];
+        for el in fields_v1_path {
+            node = &node[*el];
+        }
+        if node.is_object() {
+            out.push(format!("{}/{}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_owns_merges_and_conflicts() {
+    let api = Api::start().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let web = format!("{deps}/web");
+    let config = |replicas: i64, labels: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": labels},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+    };
+    // No fieldManager: 422 as kube-apiserver; a missing object is created (201).
+    let (s, v) = api.call_ct("PATCH", &web, Some("application/apply-patch+yaml"), Some(config(2, json!({})).to_string().into_bytes())).await;
+    assert_eq!((s, v["details"]["causes"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("fieldManager")), "{v}");
+    let (s, v) = apply_as(&api, &web, "ci", "", &json!({"metadata": {"name": "web"}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "apiVersion and kind are required: {v}");
+    // YAML as well as JSON.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: v\n";
+    let url = "/api/v1/namespaces/default/configmaps/y?fieldManager=ci";
+    let (s, v) = api.call_ct("PATCH", url, Some("application/apply-patch+yaml"), Some(yaml.as_bytes().to_vec())).await;
+    assert_eq!((s, v["data"]["k"].as_str()), (StatusCode::CREATED, Some("v")), "{v}");
+    let (s, v) = api.call_ct("PATCH", url, Some("application/apply-patch+yaml"), Some(b"a: [b".to_vec())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let mut twice = config(1, json!({}));
+    twice["spec"]["template"]["spec"]["containers"] = json!([{"name": "c", "image": "a"}, {"name": "c", "image": "b"}]);
+    let (s, v) = apply_as(&api, &web, "ci", "", &twice).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], r#".spec.template.spec.containers: duplicate entries for key name="c""#);
+    let (s, v) = apply_as(&api, &web, "ci", "&dryRun=All", &config(2, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(api.call("GET", &web, None).await.0, StatusCode::NOT_FOUND, "a dry-run apply creates nothing");
+    let (s, created) = apply_as(&api, &web, "ci", "", &config(2, json!({"app": "web", "tier": "fe"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let mf = &created["metadata"]["managedFields"][0];
+    assert_eq!((mf["manager"].as_str(), mf["operation"].as_str(), mf["apiVersion"].as_str()), (Some("ci"), Some("Apply"), Some("apps/v1")));
+    assert_eq!(mf["fieldsType"], "FieldsV1");
+    assert!(mf["time"].as_str().unwrap().ends_with('Z'));
+    let c = &mf["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"c"}"#];
+    assert_eq!((c["."].clone(), c["f:image"].clone()), (json!({}), json!({})), "{mf}");
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    // Applying again without the tier label removes it; the same configuration again writes nothing.
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(3, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["spec"]["replicas"].as_i64(), v["metadata"]["labels"].clone()), (Some(3), json!({"app": "web"})));
+    assert_eq!(v["metadata"]["generation"], 2);
+    let (_, again) = apply_as(&api, &web, "ci", "", &config(3, json!({"app": "web"}))).await;
+    assert_eq!(rv(&again), rv(&v));
+
+    // Another manager's update takes the field; applying a different value is a conflict.
+    let patched = api.ok("PATCH", &format!("{web}?fieldManager=scaler"), Some(json!({"spec": {"replicas": 5}}))).await;
+    assert_eq!(owners_of(&patched, &["f:spec", "f:replicas"]), ["scaler/Update"]);
+    assert_eq!(patched["metadata"]["generation"], 3);
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(4, json!({"app": "web"}))).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::CONFLICT, Some("Conflict")), "{v}");
+    assert_eq!(v["message"], r#"Apply failed with 1 conflict: conflict with "scaler" using apps/v1: .spec.replicas"#);
+    assert_eq!(v["details"]["causes"][0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"scaler\" using apps/v1", "field": ".spec.replicas"}));
+    // The live value is no conflict (shared); force takes the field over.
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(5, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["ci/Apply", "scaler/Update"]);
+    let (s, v) = apply_as(&api, &web, "ci", "&force=true", &config(4, json!({"app": "web"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["spec"]["replicas"], 4);
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["ci/Apply"]);
+    // A field another manager added stays when the applier never owned it.
+    let v = api.ok("PATCH", &format!("{web}?fieldManager=labeler"), Some(json!({"metadata": {"labels": {"team": "a"}}}))).await;
+    assert_eq!(owners_of(&v, &["f:metadata", "f:labels", "f:team"]), ["labeler/Update"]);
+    let (_, v) = apply_as(&api, &web, "ci", "", &config(4, json!({}))).await;
+    assert_eq!(v["metadata"]["labels"], json!({"team": "a"}), "{v}");
+    // Without fieldManager, an update is recorded under the User-Agent's product.
+    let req = axum::http::Request::builder()
+        .method("PATCH")
+        .uri(&web)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/merge-patch+json")
+        .header("user-agent", "kubectl/v1.37.0 (linux/amd64) kubernetes/abc")
+        .body(Body::from(json!({"metadata": {"annotations": {"note": "x"}}}).to_string()))
+        .unwrap();
+    assert_eq!(api.raw(req).await.status(), StatusCode::OK);
+    let v = api.ok("GET", &web, None).await;
+    assert_eq!(owners_of(&v, &["f:metadata", "f:annotations", "f:note"]), ["kubectl/Update"]);
+    // Non-apply writes may not force; the status subresource is owned separately.
+    let (s, _) = api.call("PATCH", &format!("{web}?force=true"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let v = api.ok("PATCH", &format!("{web}/status?fieldManager=ctl"), Some(json!({"status": {"replicas": 1}}))).await;
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl").unwrap().clone();
+    assert_eq!((e["subresource"].as_str(), e["fieldsV1"].clone()), (Some("status"), json!({"f:status": {"f:replicas": {}}})));
+    // Status can be applied too, with conflicts against the status writers.
+    let status_config = |n: i64| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"replicas": n}});
+    let (s, v) = apply_as(&api, &format!("{web}/status"), "ctl2", "", &status_config(2)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["details"]["causes"][0]["message"], r#"conflict with "ctl" with subresource "status" using apps/v1"#);
+    let (s, v) = apply_as(&api, &format!("{web}/status"), "ctl2", "&force=true", &status_config(2)).await;
+    assert_eq!((s, v["status"]["replicas"].as_i64()), (StatusCode::OK, Some(2)), "{v}");
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl2").unwrap().clone();
+    assert_eq!((e["operation"].as_str(), e["subresource"].as_str()), (Some("Apply"), Some("status")));
+    assert_eq!(e["fieldsV1"], json!({"f:status": {"f:replicas": {}}}));
+    assert!(owners_of(&v, &["f:spec", "f:replicas"]).contains(&"ci/Apply".to_string()), "spec ownership is untouched");
+    let (s, _) = apply_as(&api, &format!("{web}/scale"), "ctl2", "", &status_config(2)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Writes through .../scale own spec.replicas in an entry marked with the subresource.
+    api.ok("PATCH", &format!("{web}/scale?fieldManager=hpa"), Some(json!({"spec": {"replicas": 6}}))).await;
+    let v = api.ok("GET", &web, None).await;
+    assert_eq!(owners_of(&v, &["f:spec", "f:replicas"]), ["hpa/Update"]);
+    let e = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "hpa").unwrap().clone();
+    assert_eq!(e["subresource"], "scale");
+    let (s, v) = apply_as(&api, &web, "ci", "", &config(4, json!({}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["details"]["causes"][0]["message"], r#"conflict with "hpa" with subresource "scale" using apps/v1"#);
+    // A POST records its manager too.
+    let cm = api.ok("POST", "/api/v1/namespaces/default/configmaps?fieldManager=maker", Some(cm("m", json!({"a": "1"})))).await;
+    assert_eq!(owners_of(&cm, &["f:data", "f:k"]), ["maker/Update"]);
+    // ... for what it sent: the server's defaults are nobody's, so no apply prunes them.
+    let d = api.ok("POST", &format!("{deps}?fieldManager=maker"), Some(json!({"metadata": {"name": "d2"}, "spec": config(1, json!({}))["spec"].clone()}))).await;
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(owners_of(&d, &["f:spec", "f:replicas"]), ["maker/Update"]);
+    assert!(owners_of(&d, &["f:spec", "f:revisionHistoryLimit"]).is_empty(), "{d}");
 }

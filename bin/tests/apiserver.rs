@@ -881,3 +881,148 @@ print("ok")
     let log = std::fs::read_to_string(&api.log).unwrap();
     assert!(log.contains("selfsubjectreviews") && log.contains("\"admin\""), "{}", file_tail(&api.log, 2000));
 }
+
+/// A deployment manifest as JSON (kubectl reads JSON and YAML alike).
+fn apply_deployment(ns: &str, replicas: u32, labels: serde_json::Value) -> String {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}}}
+    })
+    .to_string()
+}
+
+#[test]
+fn apply_dry_run_server_leaves_the_cluster_unchanged() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let ns = dir.join("ns.json");
+    std::fs::write(&ns, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dry"}}"#).unwrap();
+    api.kubectl_ok(&["create", "-f", ns.to_str().unwrap()]);
+    let deploy = dir.join("deploy.json");
+    std::fs::write(&deploy, apply_deployment("dry", 2, serde_json::json!({"app": "web"}))).unwrap();
+    let deploy = deploy.to_str().unwrap();
+    let revision = || {
+        let list: serde_json::Value = serde_json::from_str(&api.kubectl_ok(&["get", "--raw", "/api/v1/namespaces"])).unwrap();
+        list["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    };
+
+    let before = revision();
+    let out: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["create", "--dry-run=server", "-f", deploy, "-o", "json"])).unwrap();
+    assert_eq!(out["metadata"]["uid"].as_str().map(str::len), Some(36), "{out}");
+    assert!(out["metadata"].get("resourceVersion").is_none(), "{out}");
+    let out = api.kubectl_ok(&["apply", "--dry-run=server", "-f", deploy]);
+    assert!(out.contains("created (server dry run)"), "{out}");
+    let out = api.kubectl(&["get", "deployment", "web", "-n", "dry"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
+    assert_eq!(revision(), before);
+
+    api.kubectl_ok(&["apply", "-f", deploy]);
+    let live = api.kubectl_ok(&["get", "deployment", "web", "-n", "dry", "-o", "json"]);
+    let before = revision();
+    std::fs::write(deploy, apply_deployment("dry", 7, serde_json::json!({"app": "web", "tier": "fe"}))).unwrap();
+    let out = api.kubectl_ok(&["apply", "--dry-run=server", "-f", deploy, "-o", "json"]);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((out["spec"]["replicas"].as_i64(), out["metadata"]["labels"]["tier"].as_str()), (Some(7), Some("fe")));
+    let out = api.kubectl_ok(&["scale", "deployment/web", "-n", "dry", "--replicas=9", "--dry-run=server"]);
+    assert!(out.contains("scaled (server dry run)"), "{out}");
+    let out = api.kubectl_ok(&["delete", "--dry-run=server", "-f", deploy]);
+    assert!(out.contains("deleted") && out.contains("(server dry run)"), "{out}");
+    let out = api.kubectl_ok(&["delete", "deployments", "--all", "-n", "dry", "--dry-run=server"]);
+    assert!(out.contains("deleted") && out.contains("(server dry run)"), "{out}");
+    assert_eq!(api.kubectl_ok(&["get", "deployment", "web", "-n", "dry", "-o", "json"]), live);
+    assert_eq!(revision(), before);
+}
+
+#[test]
+fn apply_server_side_create_update_conflict_force() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let ns = dir.join("ns.json");
+    std::fs::write(&ns, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ssa"}}"#).unwrap();
+    api.kubectl_ok(&["create", "-f", ns.to_str().unwrap()]);
+    let deploy = dir.join("deploy.json");
+    let deploy_path = deploy.to_str().unwrap();
+    let get = || -> serde_json::Value {
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployment", "web", "-n", "ssa", "-o", "json", "--show-managed-fields"]))
+            .unwrap()
+    };
+
+    std::fs::write(&deploy, apply_deployment("ssa", 2, serde_json::json!({"app": "web", "tier": "fe"}))).unwrap();
+    let out = api.kubectl_ok(&["apply", "--server-side", "-f", deploy_path]);
+    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    let live = get();
+    assert_eq!(live["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(live["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    std::fs::write(&deploy, apply_deployment("ssa", 3, serde_json::json!({"app": "web"}))).unwrap();
+    api.kubectl_ok(&["apply", "--server-side", "-f", deploy_path]);
+    let live = get();
+    assert_eq!(live["spec"]["replicas"], 3);
+    assert_eq!(live["metadata"]["labels"], serde_json::json!({"app": "web"}), "the label no longer applied is gone");
+
+    let out = api.kubectl_ok(&["scale", "deployment/web", "-n", "ssa", "--replicas=5"]);
+    assert!(out.contains("scaled"), "{out}");
+    let scaler = get()["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
+        .map(|e| e["manager"].as_str().unwrap().to_string())
+        .unwrap();
+    // kubectl scale sends no fieldManager: its manager is the User-Agent's product, in an Update
+    // entry of the scale subresource.
+    assert_eq!(scaler, "kubectl");
+    std::fs::write(&deploy, apply_deployment("ssa", 4, serde_json::json!({"app": "web"}))).unwrap();
+    let out = api.kubectl(&["apply", "--server-side", "-f", deploy_path]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{}", show(&out));
+    let expected = r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#;
+    assert!(err.contains(expected), "{err}");
+    assert_eq!(get()["spec"]["replicas"], 5);
+
+    let before = get();
+    let out = api.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", deploy_path]);
+    assert!(out.contains("serverside-applied (server dry run)"), "{out}");
+    assert_eq!(get(), before, "a dry run changes nothing");
+
+    api.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", deploy_path]);
+    let live = get();
+    assert_eq!(live["spec"]["replicas"], 4);
+    let owners: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:spec"]["f:replicas"].is_object())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["kubectl"]);
+
+    // From client-side to server-side apply: kubectl moves the ownership of its client-side
+    // manager to its apply entry and applies again; the server's defaults survive that.
+    let csa = dir.join("csa.json");
+    let config = apply_deployment("ssa", 2, serde_json::json!({"app": "web"}));
+    std::fs::write(&csa, config.replace("\"name\":\"web\"", "\"name\":\"csa\"")).unwrap();
+    api.kubectl_ok(&["apply", "-f", csa.to_str().unwrap()]);
+    let out = api.kubectl_ok(&["apply", "--server-side", "-f", csa.to_str().unwrap()]);
+    assert!(out.contains("deployment.apps/csa serverside-applied"), "{out}");
+    let live: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployment", "csa", "-n", "ssa", "-o", "json", "--show-managed-fields"])).unwrap();
+    assert_eq!(live["spec"]["strategy"]["type"], "RollingUpdate", "{live}");
+    assert_eq!(live["metadata"]["generation"], 1, "{live}");
+    let managers: Vec<&str> = live["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
+    assert!(!managers.contains(&"kubectl-client-side-apply"), "{managers:?}");
+
+    // The status subresource, as a controller would apply it.
+    let status = dir.join("status.json");
+    let config = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "csa", "namespace": "ssa"},
+                     "status": {"replicas": 2, "readyReplicas": 1}}"#;
+    std::fs::write(&status, config).unwrap();
+    let status = status.to_str().unwrap();
+    api.kubectl_ok(&["apply", "--server-side", "--subresource=status", "--field-manager=ctl", "-f", status]);
+    let ready = api.kubectl_ok(&["get", "deployment", "csa", "-n", "ssa", "-o", "jsonpath={.status.readyReplicas}"]);
+    assert_eq!(ready, "1");
+}

@@ -34,6 +34,8 @@ pub struct Attributes<'a> {
     pub namespace: Option<&'a str>,
     /// Its name.
     pub name: &'a str,
+    /// `dryRun=All`: plugins decide as usual but write nothing (a quota is checked, not charged).
+    pub dry_run: bool,
 }
 
 /// A plugin that may change the object (defaults that depend on policy, not on the kind).

@@ -126,6 +126,10 @@ impl ResourceQuota {
             }
             let (used, mut pending) = recount(storage, ns, &cur.value, None).await?;
             qu::check(&name, &hard, &used, &requested).map_err(|why| forbidden(attrs, &why))?;
+            if attrs.dry_run {
+                // Checked as a real create would be; a dry run reserves nothing.
+                return Ok(false);
+            }
             let mut new_used = used.clone();
             for (k, v) in &requested {
                 new_used.insert(k.clone(), used[k] + *v);
@@ -261,7 +265,7 @@ mod tests {
     #[test]
     fn refusals_name_the_object() {
         let pods = crate::registry::lookup("", "v1", "pods").unwrap();
-        let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "web" };
+        let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "web", dry_run: false };
         assert_eq!(forbidden(&attrs, "exceeded quota: q").to_string(), "pods \"web\" is forbidden: exceeded quota: q");
     }
 }

@@ -2,6 +2,7 @@
 
 mod discovery;
 mod openapi;
+mod options;
 mod request;
 mod resource;
 mod table;

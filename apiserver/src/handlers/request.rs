@@ -111,7 +111,12 @@ pub struct Query {
     pub timeout_seconds: Option<String>,
     pub allow_watch_bookmarks: Option<String>,
     pub send_initial_events: Option<String>,
+    /// `All` or unset; checked per verb by `options::write_options`.
     pub dry_run: Option<String>,
+    /// The manager a write is recorded under in managedFields.
+    pub field_manager: Option<String>,
+    /// Server-side apply: take over conflicting fields.
+    pub force: Option<String>,
     pub grace_period_seconds: Option<String>,
     /// What to do with unknown fields in a JSON or YAML create/update body: Strict (400),
     /// Warn (the default: `Warning` headers) or Ignore. Either way the object is stored as sent.
@@ -155,9 +160,6 @@ pub fn parse_query(uri: &Uri) -> Result<Query> {
                 "fieldValidation must be one of Strict, Warn or Ignore, not {other:?}"
             )))
         }
-    }
-    if q.dry_run.as_deref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::BadRequest("dryRun is not supported by this server yet".into()));
     }
     Ok(q)
 }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::discovery::resource_list;
+use super::options::{dry_run, write_options};
 use super::request::{
     is_write, json_body, legacy_watch, parse_bool, parse_int, parse_query, parse_target, read_body, Query, Target,
 };
@@ -19,7 +20,7 @@ use super::table;
 use super::AppState;
 use crate::error::Error;
 use crate::printers::TableOptions;
-use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest};
+use crate::registry::{DeleteResult, Kind, PatchType, ScaleChange, Selector, WatchRequest, WriteOptions};
 use crate::storage::{ListOptions, Preconditions};
 use crate::Result;
 
@@ -71,6 +72,7 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
     };
     let method = parts.method;
     let headers = parts.headers;
+    let mut opts = if is_write(&method) { write_options(&method, &query, &headers)? } else { WriteOptions::default() };
     let reg = &st.registry;
     match target {
         Target::Discovery { group, version } => match (method, resource_list(&group, &version)) {
@@ -99,12 +101,14 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                     return Err(method_not_allowed(&method, "a namespaced collection across all namespaces"));
                 }
                 let body = json_body(&headers, &query, &read_body(body).await?)?;
-                Ok(object(StatusCode::CREATED, reg.create(kind, namespace.as_deref(), body).await?))
+                Ok(object(StatusCode::CREATED, reg.create(kind, namespace.as_deref(), body, &opts).await?))
             }
             Method::DELETE => {
                 let selector =
                     Selector::parse(query.label_selector.as_deref(), query.field_selector.as_deref(), kind)?;
-                Ok(Json(reg.delete_collection(kind, namespace.as_deref(), &selector).await?).into_response())
+                let body = delete_options(&read_body(body).await?)?;
+                opts.dry_run |= dry_run(&method, &body.dry_run)?;
+                Ok(Json(reg.delete_collection(kind, namespace.as_deref(), &selector, &opts).await?).into_response())
             }
             m => Err(method_not_allowed(&m, kind.resource)),
         },
@@ -123,20 +127,20 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
             match (sub, &method) {
                 (Some("binding"), &Method::POST) => {
                     let body = json_body(&headers, &query, &read_body(body).await?)?;
-                    return Ok(object(StatusCode::CREATED, reg.bind(kind, ns, &name, body).await?));
+                    return Ok(object(StatusCode::CREATED, reg.bind(kind, ns, &name, body, &opts).await?));
                 }
                 (Some("binding"), m) => return Err(method_not_allowed(m, "pods/binding")),
                 (Some("scale"), &Method::GET) => return Ok(Json(reg.get_scale(kind, ns, &name).await?).into_response()),
                 (Some("scale"), &Method::PUT) => {
                     let body = json_body(&headers, &query, &read_body(body).await?)?;
-                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Replace(&body)).await?;
+                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Replace(&body), &opts).await?;
                     return Ok(Json(v).into_response());
                 }
                 (Some("scale"), &Method::PATCH) => {
                     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                     let patch_type = PatchType::from_content_type(ct)?;
                     let bytes = read_body(body).await?;
-                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Patch(patch_type, &bytes)).await?;
+                    let v = reg.update_scale(kind, ns, &name, ScaleChange::Patch(patch_type, &bytes), &opts).await?;
                     return Ok(Json(v).into_response());
                 }
                 (Some("scale"), m) => return Err(method_not_allowed(m, "scale")),
@@ -157,21 +161,26 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
                 }
                 Method::PUT => {
                     let body = json_body(&headers, &query, &read_body(body).await?)?;
-                    Ok(Json(reg.update(kind, ns, &name, sub, body).await?).into_response())
+                    Ok(Json(reg.update(kind, ns, &name, sub, body, &opts).await?).into_response())
                 }
                 Method::PATCH if sub != Some("finalize") => {
                     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                     let patch_type = PatchType::from_content_type(ct)?;
                     let bytes = read_body(body).await?;
-                    Ok(Json(reg.patch(kind, ns, &name, sub, patch_type, &bytes).await?).into_response())
+                    if patch_type == PatchType::Apply {
+                        let (v, created) = reg.apply(kind, ns, &name, sub, &bytes, &opts).await?;
+                        return Ok(object(if created { StatusCode::CREATED } else { StatusCode::OK }, v));
+                    }
+                    Ok(Json(reg.patch(kind, ns, &name, sub, patch_type, &bytes, &opts).await?).into_response())
                 }
                 Method::DELETE if sub.is_none() => {
                     let bytes = read_body(body).await?;
-                    let (preconditions, body_grace) = delete_options(&bytes)?;
-                    let grace = parse_int("gracePeriodSeconds", &query.grace_period_seconds)?.or(body_grace);
+                    let body = delete_options(&bytes)?;
+                    opts.dry_run |= dry_run(&method, &body.dry_run)?;
+                    let grace = parse_int("gracePeriodSeconds", &query.grace_period_seconds)?.or(body.grace_period);
                     // kube-apiserver answers 200 both when the object is gone and when it is
                     // only marked for deletion (202 only for orphanDependents=false).
-                    match reg.delete(kind, ns, &name, preconditions, grace).await? {
+                    match reg.delete(kind, ns, &name, body.preconditions, grace, &opts).await? {
                         DeleteResult::Deleted(v) | DeleteResult::Pending(v) => Ok(object(StatusCode::OK, v)),
                     }
                 }
@@ -181,10 +190,19 @@ async fn serve(st: AppState, req: Request) -> Result<Response> {
     }
 }
 
-/// `DeleteOptions.preconditions` and `gracePeriodSeconds` from an optional body.
-fn delete_options(bytes: &[u8]) -> Result<(Preconditions, Option<i64>)> {
+/// What we read of a DELETE's optional `DeleteOptions` body.
+#[derive(Default)]
+struct DeleteBody {
+    preconditions: Preconditions,
+    grace_period: Option<i64>,
+    /// kubectl sends `--dry-run=server` of a delete here rather than in the query.
+    dry_run: Vec<String>,
+}
+
+/// `DeleteOptions.preconditions`, `gracePeriodSeconds` and `dryRun` from an optional body.
+fn delete_options(bytes: &[u8]) -> Result<DeleteBody> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok((Preconditions::default(), None));
+        return Ok(DeleteBody::default());
     }
     let opts: Value =
         serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
@@ -198,7 +216,14 @@ fn delete_options(bytes: &[u8]) -> Result<(Preconditions, Option<i64>)> {
         None | Some(Value::Null) => None,
         Some(g) => Some(g.as_i64().filter(|g| *g >= 0).ok_or_else(|| Error::BadRequest(format!("invalid gracePeriodSeconds {g}")))?),
     };
-    Ok((Preconditions { uid, resource_version }, grace))
+    let dry_run = match opts.get("dryRun") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).map(String::from).collect()
+        }
+        Some(d) => return Err(Error::BadRequest(format!("invalid dryRun {d}: must be a list of strings"))),
+    };
+    Ok(DeleteBody { preconditions: Preconditions { uid, resource_version }, grace_period: grace, dry_run })
 }
 
 /// The list options, and the NotOlderThan revision the answer must reach (0: any).

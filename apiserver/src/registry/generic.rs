@@ -12,10 +12,12 @@ use serde_json::{json, Value};
 use crate::admission::{Attributes, Chain};
 use crate::error::{Cause, Error};
 use crate::registry::kind::Kind;
+use crate::registry::managed::{self, Writer};
 use crate::registry::meta::{finalizers, generate_name, meta_str, new_uid, now_rfc3339, rfc3339_in};
 use crate::registry::patch::PatchType;
 use crate::registry::selector::Selector;
 use crate::registry::validation::{validate_metadata, Schemas};
+use crate::registry::write::{self, WriteOptions};
 use crate::storage::{ListOptions, Preconditions, Storage, UpdateAction, UpdateOutcome, WatchEvent, WatchFilter};
 use crate::Result;
 
@@ -326,7 +328,7 @@ impl Registry {
     }
 
     /// POST: creates an object from `body`.
-    pub async fn create(&self, kind: &'static Kind, namespace: Option<&str>, mut obj: Value) -> Result<Value> {
+    pub async fn create(&self, kind: &'static Kind, namespace: Option<&str>, mut obj: Value, opts: &WriteOptions) -> Result<Value> {
         Self::check_type_meta(kind, &mut obj)?;
         Self::check_namespace(kind, namespace, &mut obj)?;
         let meta = meta_mut(&mut obj);
@@ -345,14 +347,21 @@ impl Registry {
         } else {
             meta.remove("generation");
         }
+        // The creator owns what it sent, not the server's defaults: updates do not default
+        // again, so an apply that pruned a default would lose it for good.
+        if !opts.applying {
+            let now = now_rfc3339();
+            managed::record_update(None, &mut obj, &Self::writer(kind, None, opts, &now));
+        }
         kind.strategy.prepare_for_create(&mut obj);
         let name = meta_str(&obj, "name").to_string();
-        let attrs = Attributes { kind, namespace, name: &name };
+        let attrs = Attributes { kind, namespace, name: &name, dry_run: opts.dry_run };
         self.admission.mutate(&attrs, &mut obj, self.storage.as_ref()).await?;
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
         let uid = meta_str(&obj, "uid").to_string();
-        let created = self.storage.create(&kind.key(namespace, &name), obj, kind.strategy.ttl()).await;
+        let key = kind.key(namespace, &name);
+        let created = write::create(self.storage.as_ref(), &key, obj, kind.strategy.ttl(), opts.dry_run).await;
         // Settles what admission reserved (quota), whether or not the store took the object.
         self.admission.finish(&attrs, &uid, self.storage.as_ref()).await;
         Ok(created.map_err(|e| e.for_object(&kind.group_resource(), &name))?.value)
@@ -367,6 +376,7 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         requested: &(dyn Fn(&Value) -> Result<Value> + Send + Sync),
+        opts: &WriteOptions,
     ) -> Result<Value> {
         match subresource {
             None => {}
@@ -390,9 +400,16 @@ impl Registry {
             if !rv.is_empty() && rv != cur.mod_revision.to_string() {
                 return Err(Error::modified(&gr, name));
             }
+            // The status branch keeps only status; an apply's managedFields come along.
+            let applied_fields = opts.applying.then(|| new.pointer("/metadata/managedFields").cloned());
             let mut new = match subresource {
                 Some("status") => {
                     let mut merged = old.clone();
+                    match applied_fields {
+                        Some(Some(mf)) => meta_mut(&mut merged).insert("managedFields".into(), mf),
+                        Some(None) => meta_mut(&mut merged).remove("managedFields"),
+                        None => None,
+                    };
                     match new.get("status") {
                         Some(s) => merged["status"] = s.clone(),
                         None => {
@@ -443,6 +460,10 @@ impl Registry {
                     new
                 }
             };
+            if !opts.applying {
+                let now = now_rfc3339();
+                managed::record_update(Some(old), &mut new, &Self::writer(kind, subresource, opts, &now));
+            }
             self.validate(kind, &new, Some(old))?;
             // The update that removes the last finalizer completes a deletion, unless a graceful
             // deletion is still running (then the final DELETE does).
@@ -458,9 +479,7 @@ impl Registry {
             Ok(UpdateAction::Put(new))
         };
         let key = kind.key(namespace, name);
-        let outcome = self
-            .storage
-            .guaranteed_update(&key, Preconditions::default(), &update)
+        let outcome = write::update(self.storage.as_ref(), &key, Preconditions::default(), &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(match outcome {
@@ -476,14 +495,16 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         body: Value,
+        opts: &WriteOptions,
     ) -> Result<Value> {
         if !body.is_object() {
             return Err(Error::BadRequest("the body must be a JSON object".into()));
         }
-        self.update_with(kind, namespace, name, subresource, &|_| Ok(body.clone())).await
+        self.update_with(kind, namespace, name, subresource, &|_| Ok(body.clone()), opts).await
     }
 
     /// PATCH: applies the patch to the current object, then proceeds as PUT.
+    #[allow(clippy::too_many_arguments)] // the URL's parts, the body and the request options
     pub async fn patch(
         &self,
         kind: &Kind,
@@ -492,8 +513,78 @@ impl Registry {
         subresource: Option<&str>,
         patch_type: PatchType,
         patch: &[u8],
+        opts: &WriteOptions,
     ) -> Result<Value> {
-        self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch)).await
+        self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch), opts).await
+    }
+
+    /// Who a write is by, for managedFields.
+    fn writer<'a>(kind: &'a Kind, subresource: Option<&'a str>, opts: &'a WriteOptions, now: &'a str) -> Writer<'a> {
+        Writer {
+            manager: &opts.field_manager,
+            api_version: kind.api_version(),
+            subresource: subresource.filter(|s| *s == "status").or(opts.via),
+            status_separate: kind.status_subresource,
+            now,
+        }
+    }
+
+    /// PATCH with `application/apply-patch+yaml` (YAML or JSON): server-side apply of the
+    /// configuration by `opts.field_manager`, creating the object if it does not exist.
+    /// Answers the object and whether it was created.
+    pub async fn apply(
+        &self,
+        kind: &'static Kind,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        patch: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(Value, bool)> {
+        let status = match subresource {
+            None => false,
+            Some("status") if kind.status_subresource => true,
+            Some(other) => {
+                return Err(Error::BadRequest(format!("server-side apply of {}/{other} is not supported", kind.resource)))
+            }
+        };
+        // kubectl sends JSON, which most YAML parsers take too, but not all JSON is YAML 1.2.
+        let config: Value = match serde_json::from_slice(patch) {
+            Ok(v) => v,
+            Err(_) => serde_yaml_ng::from_slice(patch)
+                .map_err(|e| Error::BadRequest(format!("error decoding the apply patch as YAML or JSON: {e}")))?,
+        };
+        let has = |f: &str| config.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+        if !config.is_object() || !has("apiVersion") || !has("kind") {
+            return Err(Error::BadRequest("an applied configuration must set apiVersion and kind".into()));
+        }
+        if meta_str(&config, "name").is_empty() {
+            return Err(Error::BadRequest("an applied configuration must set metadata.name".into()));
+        }
+        if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
+            return Err(Error::BadRequest("metadata.managedFields must be nil in an applied configuration".into()));
+        }
+        crate::registry::fields::check_lists(&config).map_err(Error::BadRequest)?;
+        let opts = WriteOptions { applying: true, ..opts.clone() };
+        let now = now_rfc3339();
+        let w = Self::writer(kind, subresource, &opts, &now);
+        let merge = |live: Option<&Value>| managed::apply(live, &config, &w, opts.force).map_err(|c| managed::conflict_error(&c));
+        if status {
+            let v = self.update_with(kind, namespace, name, subresource, &|old| merge(Some(old)), &opts).await?;
+            return Ok((v, false));
+        }
+        // Create-or-update; a create that lost a race to another create updates instead.
+        for _ in 0..2 {
+            match self.update_with(kind, namespace, name, None, &|old| merge(Some(old)), &opts).await {
+                Err(Error::NotFound { .. }) => {}
+                other => return other.map(|v| (v, false)),
+            }
+            match self.create(kind, namespace, merge(None)?, &opts).await {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other.map(|v| (v, true)),
+            }
+        }
+        Err(Error::modified(&kind.group_resource(), name))
     }
 
     /// DELETE: removes the object, or marks it for deletion (deletionTimestamp) while
@@ -507,6 +598,7 @@ impl Registry {
         name: &str,
         preconditions: Preconditions,
         grace_period: Option<i64>,
+        opts: &WriteOptions,
     ) -> Result<DeleteResult> {
         let strategy = kind.strategy;
         let update = |cur: &crate::storage::Stored| -> Result<UpdateAction> {
@@ -531,9 +623,7 @@ impl Registry {
             Ok(UpdateAction::Put(new))
         };
         let gr = kind.group_resource();
-        let outcome = self
-            .storage
-            .guaranteed_update(&kind.key(namespace, name), preconditions, &update)
+        let outcome = write::update(self.storage.as_ref(), &kind.key(namespace, name), preconditions, &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(match outcome {
@@ -562,6 +652,7 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
         change: ScaleChange<'_>,
+        opts: &WriteOptions,
     ) -> Result<Value> {
         Self::check_scale(kind, name)?;
         let requested = |old: &Value| -> Result<Value> {
@@ -601,7 +692,8 @@ impl Registry {
             };
             Ok(new)
         };
-        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested).await?))
+        let opts = WriteOptions { via: Some("scale"), ..opts.clone() };
+        Ok(scale_view(&self.update_with(kind, namespace, name, None, &requested, &opts).await?))
     }
 
     fn check_scale(kind: &Kind, name: &str) -> Result<()> {
@@ -613,7 +705,7 @@ impl Registry {
     }
 
     /// POST `pods/NAME/binding`: the scheduler assigns a pod to a node, once.
-    pub async fn bind(&self, kind: &Kind, namespace: Option<&str>, name: &str, binding: Value) -> Result<Value> {
+    pub async fn bind(&self, kind: &Kind, namespace: Option<&str>, name: &str, binding: Value, opts: &WriteOptions) -> Result<Value> {
         if kind.resource != "pods" || !kind.group.is_empty() {
             return Err(Error::NotFound { resource: kind.group_resource(), name: format!("{name}/binding") });
         }
@@ -649,8 +741,7 @@ impl Registry {
             new["status"]["conditions"] = json!(conditions);
             Ok(UpdateAction::Put(new))
         };
-        self.storage
-            .guaranteed_update(&kind.key(namespace, name), Preconditions::default(), &update)
+        write::update(self.storage.as_ref(), &kind.key(namespace, name), Preconditions::default(), &update, opts.dry_run)
             .await
             .map_err(|e| e.for_object(&gr, name))?;
         Ok(crate::status::success(json!({"name": name, "kind": "pods"})))
@@ -658,13 +749,19 @@ impl Registry {
 
     /// DELETE of a collection: deletes (or marks for deletion) every selected object; answers
     /// the list of what it deleted or marked.
-    pub async fn delete_collection(&self, kind: &Kind, namespace: Option<&str>, selector: &Selector) -> Result<Value> {
+    pub async fn delete_collection(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &Selector,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
         let mut list = self.list(kind, namespace, selector, ListOptions::default(), 0).await?;
         let mut done = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
             let name = meta_str(&item, "name");
-            match self.delete(kind, ns.or(namespace), name, Preconditions::default(), None).await {
+            match self.delete(kind, ns.or(namespace), name, Preconditions::default(), None, opts).await {
                 Ok(DeleteResult::Pending(v)) => done.push(v),
                 Ok(DeleteResult::Deleted(_)) => done.push(item),
                 Err(Error::NotFound { .. }) => {}
@@ -678,7 +775,7 @@ impl Registry {
     /// Creates a namespace if it does not exist (default, kube-system, ... at startup).
     pub async fn ensure_namespace(&self, name: &str) -> Result<()> {
         let nk = crate::registry::lookup("", "v1", "namespaces").expect("namespaces are in the table");
-        match self.create(nk, None, json!({"metadata": {"name": name}})).await {
+        match self.create(nk, None, json!({"metadata": {"name": name}}), &WriteOptions::default()).await {
             Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }

@@ -10,6 +10,9 @@ pub mod selector;
 mod strategies;
 mod strategy;
 pub mod validation;
+pub mod fields;
+pub mod managed;
+mod write;
 
 pub use generic::{DeleteResult, Registry, ScaleChange, WatchRequest};
 pub use kind::Kind;
@@ -17,3 +20,4 @@ pub use kinds::{kinds, lookup, lookup_kind};
 pub use patch::PatchType;
 pub use selector::Selector;
 pub use strategy::Strategy;
+pub use write::WriteOptions;

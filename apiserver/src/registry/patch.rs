@@ -28,29 +28,34 @@ pub enum PatchType {
     Merge,
     /// `application/strategic-merge-patch+json`.
     StrategicMerge,
+    /// `application/apply-patch+yaml`: server-side apply (`registry::managed`).
+    Apply,
 }
 
 impl PatchType {
-    /// From a Content-Type header (parameters ignored). `apply-patch+yaml` (server-side apply)
-    /// is not supported yet: 415.
+    /// From a Content-Type header (parameters ignored).
     pub fn from_content_type(ct: Option<&str>) -> Result<Self, Error> {
         let media = ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match media.as_str() {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/strategic-merge-patch+json" => Ok(Self::StrategicMerge),
+            "application/apply-patch+yaml" => Ok(Self::Apply),
             _ => Err(Error::UnsupportedMediaType(
-                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, \
+                 application/apply-patch+yaml"
                     .into(),
             )),
         }
     }
 
-    /// Applies `patch` (the raw body) to `original`.
+    /// Applies `patch` (the raw body) to `original`. Server-side apply needs a field manager and
+    /// is done by `Registry::patch`; here it is a bad request (e.g. on `.../scale`).
     pub fn apply(self, original: &Value, patch: &[u8]) -> Result<Value, Error> {
         let patch: Value = serde_json::from_slice(patch)
             .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;
         match self {
+            Self::Apply => Err(Error::BadRequest("server-side apply is not supported on this resource".into())),
             Self::Json => json_patch(original, &patch),
             Self::Merge => {
                 if !patch.is_object() {
@@ -86,7 +91,9 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
     Value::Object(out)
 }
 
-fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
+/// The merge key of a well-known list (`None`: the list is replaced as a whole); server-side
+/// apply's field sets use the same keys.
+pub(crate) fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
         "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => Some("name"),
         "ports" => {
@@ -362,6 +369,7 @@ mod tests {
         assert!(matches!(json_patch(&o, &json!([{"op": "test", "path": "/c", "value": "z"}])), Err(Error::Invalid { .. })));
         assert!(matches!(json_patch(&o, &json!({"op": "add"})), Err(Error::BadRequest(_))));
         assert!(matches!(PatchType::Merge.apply(&o, b"not json"), Err(Error::BadRequest(_))));
-        assert!(matches!(PatchType::from_content_type(Some("application/apply-patch+yaml")), Err(Error::UnsupportedMediaType(_))));
+        assert_eq!(PatchType::from_content_type(Some("application/apply-patch+yaml")).unwrap(), PatchType::Apply);
+        assert!(matches!(PatchType::from_content_type(Some("application/yaml")), Err(Error::UnsupportedMediaType(_))));
     }
 }

@@ -94,26 +94,6 @@ impl EtcdStorage {
         Ok(id)
     }
 
-    fn check(cur: &Stored, pre: &Preconditions) -> Result<()> {
-        if let Some(uid) = &pre.uid {
-            let actual = cur.value.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-            if actual != uid {
-                return Err(Error::PreconditionFailed(format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                )));
-            }
-        }
-        if let Some(rv) = pre.resource_version {
-            if rv != cur.mod_revision {
-                return Err(Error::PreconditionFailed(format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    cur.mod_revision
-                )));
-            }
-        }
-        Ok(())
-    }
-
     async fn read(&self, key: &str) -> Result<Option<Stored>> {
         let t = Instant::now();
         let resp = self.client.clone().get(key, None).await;
@@ -129,7 +109,7 @@ impl EtcdStorage {
         let mut current = self.read(key).await?;
         loop {
             let cur = current.take().ok_or_else(|| Error::KeyNotFound(key.to_string()))?;
-            Self::check(&cur, pre)?;
+            pre.check(&cur)?;
             let cas = Compare::mod_revision(key, CompareOp::Equal, cur.mod_revision);
             // The failure branch re-reads the key, so a lost race costs no extra round trip.
             let (op, action) = match update(&cur)? {

@@ -15,7 +15,9 @@ pub use cache_watcher::{Delivery, Watchers};
 pub use cached::{CacheConfig, CachedStorage};
 pub use cacher::Cacher;
 pub use etcd::EtcdStorage;
-pub use types::{ListOptions, ListPage, Preconditions, Stored, UpdateAction, UpdateOutcome, WatchEvent, WatchObject};
+pub use types::{
+    set_resource_version, ListOptions, ListPage, Preconditions, Stored, UpdateAction, UpdateOutcome, WatchEvent, WatchObject,
+};
 pub use watch_cache::{TooOld, WatchCache};
 
 use std::sync::Arc;

@@ -67,6 +67,29 @@ pub struct Preconditions {
     pub resource_version: Option<i64>,
 }
 
+impl Preconditions {
+    /// `Error::PreconditionFailed` unless `cur` has the required uid and resourceVersion.
+    pub fn check(&self, cur: &Stored) -> crate::Result<()> {
+        if let Some(uid) = &self.uid {
+            let actual = cur.value.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+            if actual != uid {
+                return Err(crate::Error::PreconditionFailed(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                )));
+            }
+        }
+        if let Some(rv) = self.resource_version {
+            if rv != cur.mod_revision {
+                return Err(crate::Error::PreconditionFailed(format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    cur.mod_revision
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What an update function decided.
 #[derive(Debug, Clone)]
 pub enum UpdateAction {
