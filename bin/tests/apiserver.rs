@@ -460,6 +460,40 @@ fn up_deleting_a_namespace_empties_it_then_removes_it() {
     assert!(again.contains("configmap/plain") && again.contains("configmap/held"), "{again}");
 }
 
+/// `ferrokube controller-manager` as its own process, against an apiserver started alone:
+/// namespaces it did not see created are emptied too, and SIGTERM stops it cleanly.
+#[test]
+fn controller_manager_process_empties_namespaces_of_a_separate_apiserver() {
+    let api = Apiserver::start(&[]);
+    api.kubectl_ok(&["create", "namespace", "gone"]);
+    api.kubectl_ok(&["create", "configmap", "c", "-n", "gone", "--from-literal=k=v"]);
+    // Without a controller-manager the namespace stays Terminating.
+    api.kubectl_ok(&["delete", "namespace", "gone", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let phase = api.kubectl_ok(&["get", "namespace", "gone", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating");
+
+    let log = api.dir.path().join("controller-manager.log");
+    let mut cm = Command::new(FERROKUBE)
+        .args(["controller-manager", "--kubeconfig"])
+        .arg(&api.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawning ferrokube controller-manager");
+    let out = api.kubectl(&["delete", "namespace", "gone", "--timeout=30s", "--ignore-not-found"]);
+    let gone = api.kubectl(&["get", "namespace", "gone"]);
+    let _ = Command::new("kill").args(["-TERM", &cm.id().to_string()]).status();
+    let exited = common::wait_exit(&mut cm, Duration::from_secs(10));
+    if exited.is_none() {
+        let _ = cm.kill();
+        let _ = cm.wait();
+    }
+    assert!(out.status.success(), "{}\ncontroller-manager log:\n{}", show(&out), file_tail(&log, 3000));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{}", show(&gone));
+    assert!(exited.is_some_and(|s| s.success()), "controller-manager did not stop on SIGTERM: {exited:?}\n{}", file_tail(&log, 3000));
+}
+
 /// A body over the 3 MiB limit comes back as the 413 Status over HTTP/2 too. Answering before
 /// reading the body made the server reset the stream: curl (7.88) reported "Stream error in
 /// the HTTP/2 framing layer" instead of the Status; kubectl coped either way.
