@@ -1737,3 +1737,158 @@ async fn server_side_apply_owns_merges_and_conflicts() {
     assert_eq!(owners_of(&d, &["f:spec", "f:replicas"]), ["maker/Update"]);
     assert!(owners_of(&d, &["f:spec", "f:revisionHistoryLimit"]).is_empty(), "{d}");
 }
+
+/// A write with a body of `content_type`: its status, `Warning` header texts and answer.
+async fn fieldval_call(api: &Api, method: &str, path: &str, content_type: &str, body: &str) -> (StatusCode, Vec<String>, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = api.raw(req).await;
+    let status = resp.status();
+    let warnings = resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, warnings, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fieldval_duplicate_fields_in_create_and_update_bodies() {
+    let api = Api::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let json_body = |name: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{name}", "labels": {{"a": "1", "a": "2"}}}},
+                "data": {{"k": "first", "k": "last"}}, "bogus": 1, "bogus": 2}}"#
+        )
+    };
+    let (s, w, v) = fieldval_call(&api, "POST", &format!("{base}?fieldValidation=Strict"), "application/json", &json_body("s")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["message"],
+        r#"strict decoding error: duplicate field "metadata.labels.a", duplicate field "data.k", unknown field "bogus""#
+    );
+    assert!(w.is_empty());
+    let (s, _) = api.call("GET", &format!("{base}/s"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a refused create writes nothing");
+    // Warn and the default: created with the last of each key, a warning per field.
+    for (query, name) in [("?fieldValidation=Warn", "w"), ("", "d")] {
+        let (s, w, v) = fieldval_call(&api, "POST", &format!("{base}{query}"), "application/json", &json_body(name)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(
+            w,
+            [
+                r#"299 - "duplicate field \"metadata.labels.a\"""#,
+                r#"299 - "duplicate field \"data.k\"""#,
+                r#"299 - "unknown field \"bogus\"""#
+            ]
+        );
+        assert_eq!((v["data"]["k"].as_str(), v["metadata"]["labels"]["a"].as_str()), (Some("last"), Some("2")));
+    }
+    let (s, w, v) = fieldval_call(&api, "POST", &format!("{base}?fieldValidation=Ignore"), "application/json", &json_body("i")).await;
+    assert_eq!((s, w.len(), v["data"]["k"].as_str()), (StatusCode::CREATED, 0, Some("last")));
+    // YAML bodies, nested in a list.
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: y\nspec:\n  containers:\n  - name: c\n    image: a\n    image: b\n";
+    let (s, _, v) = fieldval_call(&api, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict", "application/yaml", yaml).await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: duplicate field "spec.containers[0].image""#)));
+    let (s, w, v) = fieldval_call(&api, "POST", "/api/v1/namespaces/default/pods", "application/yaml", yaml).await;
+    assert_eq!((s, v["spec"]["containers"][0]["image"].as_str()), (StatusCode::CREATED, Some("b")), "{v}");
+    assert_eq!(w, [r#"299 - "duplicate field \"spec.containers[0].image\"""#]);
+    // PUT: refused under Strict, the object unchanged.
+    let before = api.ok("GET", &format!("{base}/i"), None).await;
+    let put = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "i"}, "data": {"k": "x", "k": "y"}}"#;
+    let (s, _, v) = fieldval_call(&api, "PUT", &format!("{base}/i?fieldValidation=Strict"), "application/json", put).await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: duplicate field "data.k""#)));
+    assert_eq!(api.ok("GET", &format!("{base}/i"), None).await, before);
+    let (s, w, v) = fieldval_call(&api, "PUT", &format!("{base}/i"), "application/json", put).await;
+    assert_eq!((s, v["data"].clone()), (StatusCode::OK, json!({"k": "y"})));
+    assert_eq!(w, [r#"299 - "duplicate field \"data.k\"""#]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fieldval_patches_of_every_type() {
+    let api = Api::start().await;
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let deploy = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    };
+    // Each patch type adds spec.bogus and a container field `bar`.
+    let patches: [(&str, &str, String); 4] = [
+        ("merge", "application/merge-patch+json", r#"{"spec": {"bogus": 1, "replicas": 3}}"#.into()),
+        (
+            "strategic",
+            "application/strategic-merge-patch+json",
+            r#"{"spec": {"bogus": 1, "template": {"spec": {"containers": [{"name": "c", "bar": true}]}}}}"#.into(),
+        ),
+        ("json", "application/json-patch+json", r#"[{"op": "add", "path": "/spec/bogus", "value": 1}]"#.into()),
+        ("apply", "application/apply-patch+yaml", {
+            let mut c = deploy("apply");
+            c["spec"]["bogus"] = json!(1);
+            c.to_string()
+        }),
+    ];
+    for (ty, ct, body) in &patches {
+        let expected: &[&str] = match *ty {
+            "strategic" => &["spec.bogus", "spec.template.spec.containers[0].bar"],
+            _ => &["spec.bogus"],
+        };
+        let unknown: Vec<String> = expected.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+        for mode in ["Strict", "Warn", "Ignore", ""] {
+            let name = format!("{ty}-{}", if mode.is_empty() { "default" } else { mode }).to_lowercase();
+            api.ok("POST", base, Some(deploy(&name))).await;
+            let before = api.ok("GET", &format!("{base}/{name}"), None).await;
+            // An apply names its object in the body.
+            let body = body.replace("\"apply\"", &format!("\"{name}\""));
+            let url = format!("{base}/{name}?fieldManager=t&fieldValidation={mode}");
+            let (s, w, v) = fieldval_call(&api, "PATCH", &url, ct, &body).await;
+            if mode == "Strict" {
+                assert_eq!(s, StatusCode::BAD_REQUEST, "{ty}: {v}");
+                assert_eq!(v["message"], format!("strict decoding error: {}", unknown.join(", ")), "{ty}");
+                assert_eq!(api.ok("GET", &format!("{base}/{name}"), None).await, before, "{ty}: nothing written");
+                continue;
+            }
+            assert_eq!(s, StatusCode::OK, "{ty} {mode}: {v}");
+            assert_eq!(v["spec"]["bogus"], 1, "{ty}: stored as sent");
+            let want: Vec<String> =
+                if mode == "Ignore" { vec![] } else { unknown.iter().map(|u| format!("299 - \"{}\"", u.replace('"', "\\\""))).collect() };
+            assert_eq!(w, want, "{ty} {mode}");
+            // The field is now stored: a strict patch that does not add one passes.
+            let url = format!("{base}/{name}?fieldValidation=Strict");
+            let (s, w, v) = fieldval_call(&api, "PATCH", &url, "application/merge-patch+json", r#"{"metadata": {"labels": {"x": "1"}}}"#).await;
+            assert_eq!((s, w.len()), (StatusCode::OK, 0), "{ty}: {v}");
+        }
+    }
+    // Repeated keys in merge, strategic and apply bodies; a JSON patch's own keys are not an object's.
+    api.ok("POST", base, Some(deploy("dup"))).await;
+    let before = api.ok("GET", &format!("{base}/dup"), None).await;
+    let dup = r#"{"spec": {"replicas": 2, "replicas": 4}}"#;
+    for ct in ["application/merge-patch+json", "application/strategic-merge-patch+json"] {
+        let (s, _, v) = fieldval_call(&api, "PATCH", &format!("{base}/dup?fieldValidation=Strict"), ct, dup).await;
+        assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: duplicate field "spec.replicas""#)), "{ct}");
+    }
+    let apply = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dup", "name": "dup"}}"#;
+    let (s, _, v) = fieldval_call(&api, "PATCH", &format!("{base}/dup?fieldManager=t&fieldValidation=Strict"), "application/apply-patch+yaml", apply).await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: duplicate field "metadata.name""#)));
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dup\nspec:\n  replicas: 2\n  replicas: 5\n";
+    let (s, _, v) = fieldval_call(&api, "PATCH", &format!("{base}/dup?fieldManager=t&fieldValidation=Strict"), "application/apply-patch+yaml", yaml).await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: duplicate field "spec.replicas""#)));
+    assert_eq!(api.ok("GET", &format!("{base}/dup"), None).await, before, "nothing written");
+    let (s, w, v) = fieldval_call(&api, "PATCH", &format!("{base}/dup"), "application/merge-patch+json", dup).await;
+    assert_eq!((s, v["spec"]["replicas"].as_i64()), (StatusCode::OK, Some(4)));
+    assert_eq!(w, [r#"299 - "duplicate field \"spec.replicas\"""#]);
+    let jp = r#"[{"op": "replace", "op": "replace", "path": "/spec/replicas", "value": 1}]"#;
+    let (s, w, v) = fieldval_call(&api, "PATCH", &format!("{base}/dup?fieldValidation=Strict"), "application/json-patch+json", jp).await;
+    assert_eq!((s, w.len(), v["spec"]["replicas"].as_i64()), (StatusCode::OK, 0, Some(1)), "{v}");
+    // A server-side apply that creates is checked too.
+    let mut fresh = deploy("created");
+    fresh["spec"]["bogus"] = json!(1);
+    let (s, _, v) = fieldval_call(&api, "PATCH", &format!("{base}/created?fieldManager=t&fieldValidation=Strict"), "application/apply-patch+yaml", &fresh.to_string()).await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: unknown field "spec.bogus""#)));
+    let (s, _) = api.call("GET", &format!("{base}/created"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -1060,3 +1060,64 @@ fn apply_server_side_create_update_conflict_force() {
     let ready = api.kubectl_ok(&["get", "deployment", "csa", "-n", "ssa", "-o", "jsonpath={.status.readyReplicas}"]);
     assert_eq!(ready, "1");
 }
+
+/// What kubectl 1.37 sends: `fieldValidation=Strict` with `apply` (a strategic merge patch of
+/// an existing object) and `apply --server-side`, so an unknown field fails the command and
+/// changes nothing; no fieldValidation with `patch` (the server's default, Warn: a warning).
+/// kubectl resolves a manifest's repeated YAML keys itself (the last wins) but sends `patch -p`
+/// and `--raw` bodies as written, so those repeated keys reach the server.
+#[test]
+fn fieldval_kubectl_patch_apply_and_duplicates() {
+    let api = Apiserver::start(&[]);
+    let dir = api.dir.path();
+    let deploy = |extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 1\n{extra}  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n"
+        )
+    };
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let fails_with = |args: &[&str], message: &str| {
+        let out = api.kubectl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(message), "{args:?}: {}", show(&out));
+    };
+    let warns = |args: &[&str], warning: &str| {
+        let out = api.kubectl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.contains(&format!("Warning: {warning}")), "{args:?}: {}", show(&out));
+    };
+    let plain = write("web.yaml", &deploy(""));
+    let bogus = write("bogus.yaml", &deploy("  bogus: 1\n"));
+    api.kubectl_ok(&["apply", "-f", &plain]);
+    let get = |what: &str| api.kubectl_ok(&["get", "deployment", "web", "-o", &format!("jsonpath={{{what}}}")]);
+    let before = get(".metadata.resourceVersion");
+    fails_with(&["apply", "-f", &bogus], r#"strict decoding error: unknown field "spec.bogus""#);
+    fails_with(&["apply", "--server-side", "-f", &bogus], r#"strict decoding error: unknown field "spec.bogus""#);
+    assert_eq!(get(".metadata.resourceVersion"), before, "a refused patch writes nothing");
+    warns(&["patch", "deployment", "web", "--type", "merge", "-p", r#"{"spec":{"bogus":1}}"#], r#"unknown field "spec.bogus""#);
+    warns(&["patch", "deployment", "web", "--type", "json", "-p", r#"[{"op":"add","path":"/spec/other","value":1}]"#], r#"unknown field "spec.other""#);
+    warns(&["patch", "deployment", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":2,"replicas":3}}"#], r#"duplicate field "spec.replicas""#);
+    assert_eq!(get(".spec.replicas"), "3");
+    // A manifest's repeated key never reaches the server: kubectl keeps the last one.
+    let out = api.kubectl(&["apply", "-f", &write("dup.yaml", &deploy("  replicas: 4\n"))]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("duplicate"), "{}", show(&out));
+    assert_eq!(get(".spec.replicas"), "4");
+    // Raw bodies do.
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let dup = write("dup.json", r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "name": "d"}, "data": {"k": "1", "k": "2"}}"#);
+    fails_with(
+        &["create", "--raw", &format!("{cms}?fieldValidation=Strict"), "-f", &dup],
+        r#"strict decoding error: duplicate field "metadata.name", duplicate field "data.k""#,
+    );
+    let out = api.kubectl(&["get", "configmap", "d"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
+    warns(&["create", "--raw", cms, "-f", &dup], r#"duplicate field "data.k""#);
+    assert_eq!(api.kubectl_ok(&["get", "configmap", "d", "-o", "jsonpath={.data.k}"]), "2");
+    let put = write("put.json", r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}, "data": {"k": "3", "k": "4"}}"#);
+    fails_with(&["replace", "--raw", &format!("{cms}/d?fieldValidation=Strict"), "-f", &put], r#"duplicate field "data.k""#);
+    assert_eq!(api.kubectl_ok(&["get", "configmap", "d", "-o", "jsonpath={.data.k}"]), "2");
+}

@@ -7,8 +7,10 @@
 //! - `unknown`: the fields of a JSON object that its kind does not have (`fieldValidation`),
 //!   with the same table.
 //!
-//! YAML needs no module: it is parsed straight into a `serde_json::Value` at the handler edge.
+//! - `strict`: JSON and YAML parsed into a `serde_json::Value` with the keys an object repeats,
+//!   and the `fieldValidation` verdict on duplicate and unknown fields.
 
 pub mod protobuf;
+pub mod strict;
 mod table;
 pub mod unknown;

@@ -7,7 +7,7 @@ mod request;
 mod resource;
 mod table;
 mod whoami;
-mod warning;
+pub(crate) mod warning;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, Method};
 use serde_json::json;
 
 use super::request::{parse_bool, Query};
+use crate::codec::strict::FieldValidation;
 use crate::error::{Cause, Error};
 use crate::registry::WriteOptions;
 use crate::Result;
@@ -97,6 +98,7 @@ pub fn write_options(method: &Method, query: &Query, headers: &HeaderMap) -> Res
         dry_run: dry,
         field_manager,
         force: force.unwrap_or(false),
+        field_validation: FieldValidation::parse(query.field_validation.as_deref())?,
         ..WriteOptions::default()
     })
 }

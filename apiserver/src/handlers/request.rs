@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::codec::strict::{self, FieldValidation};
 use crate::error::Error;
 use crate::registry::{lookup, Kind};
 use crate::{Result, MAX_BODY_BYTES};
@@ -118,8 +119,9 @@ pub struct Query {
     /// Server-side apply: take over conflicting fields.
     pub force: Option<String>,
     pub grace_period_seconds: Option<String>,
-    /// What to do with unknown fields in a JSON or YAML create/update body: Strict (400),
-    /// Warn (the default: `Warning` headers) or Ignore. Either way the object is stored as sent.
+    /// What to do with duplicate and unknown fields of a JSON or YAML create/update body or of
+    /// a patched object: Strict (400), Warn (the default: `Warning` headers) or Ignore. Either
+    /// way the object is stored as sent (the last of repeated keys).
     pub field_validation: Option<String>,
 }
 
@@ -153,14 +155,7 @@ pub fn parse_query(uri: &Uri) -> Result<Query> {
             .map_err(|e| Error::BadRequest(format!("invalid query {raw:?}: {e}")))?,
         None => Query::default(),
     };
-    match q.field_validation.as_deref() {
-        None | Some("" | "Strict" | "Warn" | "Ignore") => {}
-        Some(other) => {
-            return Err(Error::BadRequest(format!(
-                "fieldValidation must be one of Strict, Warn or Ignore, not {other:?}"
-            )))
-        }
-    }
+    FieldValidation::parse(q.field_validation.as_deref())?;
     Ok(q)
 }
 
@@ -195,22 +190,23 @@ const BODY_MEDIA_TYPES: &str = "application/json, application/yaml, application/
 
 /// Decodes a create/update body into the object's JSON: JSON (also with no Content-Type, as the
 /// Python client sends some calls), YAML, or Kubernetes protobuf (kubectl's imperative commands).
-/// Any other media type is 415. Unknown fields of JSON and YAML bodies are handled as
-/// `fieldValidation` says (protobuf bodies cannot carry them: an unknown field number is a 400).
+/// Any other media type is 415. Duplicate and unknown fields of JSON and YAML bodies are handled
+/// as `fieldValidation` says (protobuf bodies cannot carry them: an unknown field number is a
+/// 400). Bodies without apiVersion/kind are checked for duplicates only (the kind they would be
+/// checked against comes from the body: a scale PUT carries a Scale, a binding a Binding).
 pub fn json_body(headers: &HeaderMap, query: &Query, bytes: &[u8]) -> Result<Value> {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let v: Value = match media.as_str() {
-        "" | "application/json" | "*/*" => {
-            serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?
-        }
-        "application/yaml" => serde_yaml_ng::from_slice(bytes)
+    let (v, duplicates) = match media.as_str() {
+        "" | "application/json" | "*/*" => strict::from_json(bytes)
+            .map_err(|e| Error::BadRequest(format!("error decoding the body as JSON: {e}")))?,
+        "application/yaml" => strict::from_yaml(bytes)
             .map_err(|e| Error::BadRequest(format!("error decoding the body as YAML: {e}")))?,
         crate::codec::protobuf::MEDIA_TYPE => return object(crate::codec::protobuf::decode(bytes)?),
         _ => return Err(Error::UnsupportedMediaType(BODY_MEDIA_TYPES.into())),
     };
     let v = object(v)?;
-    check_unknown_fields(query, &v)?;
+    FieldValidation::parse(query.field_validation.as_deref())?.check(&v, None, &duplicates)?;
     Ok(v)
 }
 
@@ -219,27 +215,6 @@ fn object(v: Value) -> Result<Value> {
         return Err(Error::BadRequest("the body must be an object".into()));
     }
     Ok(v)
-}
-
-/// `fieldValidation`: Strict refuses unknown fields (400, kube-apiserver's message), Warn (the
-/// default) answers a `Warning` header per field, Ignore says nothing. Bodies without
-/// apiVersion/kind are not checked (the kind they are checked against comes from the body:
-/// a scale PUT carries a Scale, a binding a Binding).
-fn check_unknown_fields(query: &Query, v: &Value) -> Result<()> {
-    let mode = query.field_validation.as_deref().filter(|m| !m.is_empty()).unwrap_or("Warn");
-    if mode == "Ignore" {
-        return Ok(());
-    }
-    let unknown = crate::codec::unknown::unknown_fields(v).unwrap_or_default();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let each: Vec<String> = unknown.iter().map(|p| format!("unknown field {p:?}")).collect();
-    if mode == "Strict" {
-        return Err(Error::BadRequest(format!("strict decoding error: {}", each.join(", "))));
-    }
-    each.into_iter().for_each(super::warning::add);
-    Ok(())
 }
 
 /// Kubernetes' verb and the group/resource of a request, for metrics: `("list", "", "pods")`,

@@ -21,9 +21,15 @@ pub async fn collect<F: Future>(f: F) -> (F::Output, Vec<String>) {
         .await
 }
 
-/// Records a warning for the current request (a no-op outside `collect`).
+/// Records a warning for the current request (a no-op outside `collect`); a warning already
+/// recorded is not repeated (an update retried after a lost race checks its object again).
 pub fn add(text: String) {
-    let _ = WARNINGS.try_with(|w| w.borrow_mut().push(text));
+    let _ = WARNINGS.try_with(|w| {
+        let mut w = w.borrow_mut();
+        if !w.contains(&text) {
+            w.push(text);
+        }
+    });
 }
 
 /// Adds one `Warning: 299 - "..."` header per warning.

@@ -503,7 +503,8 @@ impl Registry {
         self.update_with(kind, namespace, name, subresource, &|_| Ok(body.clone()), opts).await
     }
 
-    /// PATCH: applies the patch to the current object, then proceeds as PUT.
+    /// PATCH: applies the patch to the current object, checks the result's new unknown fields
+    /// and the patch's repeated keys (`fieldValidation`), then proceeds as PUT.
     #[allow(clippy::too_many_arguments)] // the URL's parts, the body and the request options
     pub async fn patch(
         &self,
@@ -515,7 +516,13 @@ impl Registry {
         patch: &[u8],
         opts: &WriteOptions,
     ) -> Result<Value> {
-        self.update_with(kind, namespace, name, subresource, &|old| patch_type.apply(old, patch), opts).await
+        let (patch, duplicates) = patch_type.decode(patch)?;
+        let requested = |old: &Value| -> Result<Value> {
+            let new = patch_type.apply_value(old, &patch)?;
+            opts.field_validation.check(&new, Some(old), &duplicates)?;
+            Ok(new)
+        };
+        self.update_with(kind, namespace, name, subresource, &requested, opts).await
     }
 
     /// Who a write is by, for managedFields.
@@ -549,9 +556,9 @@ impl Registry {
             }
         };
         // kubectl sends JSON, which most YAML parsers take too, but not all JSON is YAML 1.2.
-        let config: Value = match serde_json::from_slice(patch) {
+        let (config, duplicates) = match crate::codec::strict::from_json(patch) {
             Ok(v) => v,
-            Err(_) => serde_yaml_ng::from_slice(patch)
+            Err(_) => crate::codec::strict::from_yaml(patch)
                 .map_err(|e| Error::BadRequest(format!("error decoding the apply patch as YAML or JSON: {e}")))?,
         };
         let has = |f: &str| config.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
@@ -565,6 +572,8 @@ impl Registry {
             return Err(Error::BadRequest("metadata.managedFields must be nil in an applied configuration".into()));
         }
         crate::registry::fields::check_lists(&config).map_err(Error::BadRequest)?;
+        // The configuration is what the applier sends: all its unknown fields are its own.
+        opts.field_validation.check(&config, None, &duplicates)?;
         let opts = WriteOptions { applying: true, ..opts.clone() };
         let now = now_rfc3339();
         let w = Self::writer(kind, subresource, &opts, &now);

@@ -52,22 +52,37 @@ impl PatchType {
     /// Applies `patch` (the raw body) to `original`. Server-side apply needs a field manager and
     /// is done by `Registry::patch`; here it is a bad request (e.g. on `.../scale`).
     pub fn apply(self, original: &Value, patch: &[u8]) -> Result<Value, Error> {
-        let patch: Value = serde_json::from_slice(patch)
+        self.apply_value(original, &self.decode(patch)?.0)
+    }
+
+    /// Parses a patch body, once for all the attempts of an update: the patch, and the keys
+    /// it repeats for `fieldValidation` (merge-type patches; a JSON patch is a list of
+    /// operations, not part of an object).
+    pub fn decode(self, patch: &[u8]) -> Result<(Value, Vec<String>), Error> {
+        let (patch, duplicates) = crate::codec::strict::from_json(patch)
             .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;
+        Ok(match self {
+            Self::Json => (patch, Vec::new()),
+            _ => (patch, duplicates),
+        })
+    }
+
+    /// Applies a decoded patch to `original`.
+    pub fn apply_value(self, original: &Value, patch: &Value) -> Result<Value, Error> {
         match self {
             Self::Apply => Err(Error::BadRequest("server-side apply is not supported on this resource".into())),
-            Self::Json => json_patch(original, &patch),
+            Self::Json => json_patch(original, patch),
             Self::Merge => {
                 if !patch.is_object() {
                     return Err(Error::BadRequest("a merge patch must be a JSON object".into()));
                 }
-                Ok(merge_patch(original, &patch))
+                Ok(merge_patch(original, patch))
             }
             Self::StrategicMerge => {
                 if !patch.is_object() {
                     return Err(Error::BadRequest("a strategic merge patch must be a JSON object".into()));
                 }
-                Ok(strategic(original, &patch))
+                Ok(strategic(original, patch))
             }
         }
     }

@@ -24,6 +24,8 @@ pub struct WriteOptions {
     pub field_manager: String,
     /// `force=true`: a server-side apply takes over fields other managers own.
     pub force: bool,
+    /// `fieldValidation`: what a patch or apply with duplicate or unknown fields gets.
+    pub field_validation: crate::codec::strict::FieldValidation,
     /// Set by `Registry::apply`: managedFields are already computed, not recorded as an update.
     pub(crate) applying: bool,
     /// Set by `Registry::update_scale`: the subresource its managedFields entries name.
