@@ -9,10 +9,10 @@
 //! still in flight, kept in `status.pendingCharges`; the charge itself adds a reservation and is
 //! written with the quota's resourceVersion as precondition (a lost race recounts). When the
 //! create is over, `finish` removes the reservation and writes the recount. An update's
-//! reservation also names the object's resourceVersion it was admitted at: it holds while the
-//! object is still there, so it ends as soon as the update (or any other) lands. So a deleted object
-//! stops counting at the next charge or settle in its namespace: `status.used` can be stale
-//! after deletions (and after spec.hard edits) until then, but enforcement never is.
+//! reservation also names the resourceVersion its object was admitted at, and holds while the
+//! object is still there: it ends as soon as that update (or any other) lands. So a deleted
+//! object stops counting at the next charge or settle in its namespace: `status.used` can be
+//! stale after deletions and shrinks (and spec.hard edits) until then, but enforcement never is.
 //!
 //! The mutating half fills `status` of a new quota (hard, and used counted from the store).
 
