@@ -1173,8 +1173,8 @@ async fn quota_reservations_hold_until_the_create_is_over() {
         p
     };
     let (a, b) = (with_uid("a"), with_uid("b"));
-    let attrs_a = Attributes { kind: pods, namespace: Some("hold"), name: "a", dry_run: false };
-    let attrs_b = Attributes { kind: pods, namespace: Some("hold"), name: "b", dry_run: false };
+    let attrs_a = Attributes::create(pods, Some("hold"), "a", "uid-a");
+    let attrs_b = Attributes::create(pods, Some("hold"), "b", "uid-b");
     // `a` is admitted but not stored yet: its reservation alone fills the quota.
     plugin.validate(&attrs_a, &a, storage.as_ref()).await.unwrap();
     let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
@@ -1183,7 +1183,7 @@ async fn quota_reservations_hold_until_the_create_is_over() {
     let err = plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap_err();
     assert_eq!(err.to_string(), "pods \"b\" is forbidden: exceeded quota: one, requested: pods=1, used: pods=1, limited: pods=1");
     // The create of `a` failed: finishing it frees the quota.
-    plugin.finish(&attrs_a, "uid-a", storage.as_ref()).await;
+    plugin.finish(&attrs_a, storage.as_ref()).await;
     let q = api.ok("GET", "/api/v1/namespaces/hold/resourcequotas/one", None).await;
     assert_eq!(q["status"], json!({"hard": {"pods": "1"}, "used": {"pods": "0"}}));
     plugin.validate(&attrs_b, &b, storage.as_ref()).await.unwrap();
@@ -1891,4 +1891,228 @@ async fn fieldval_patches_of_every_type() {
     assert_eq!((s, v["message"].as_str()), (StatusCode::BAD_REQUEST, Some(r#"strict decoding error: unknown field "spec.bogus""#)));
     let (s, _) = api.call("GET", &format!("{base}/created"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+fn update_claim(name: &str, class: Option<&str>, size: &str) -> Value {
+    let mut c = json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
+    if let Some(class) = class {
+        c["spec"]["storageClassName"] = json!(class);
+    }
+    c
+}
+
+fn resize(size: &str) -> Option<Value> {
+    Some(json!({"spec": {"resources": {"requests": {"storage": size}}}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_quota_charges_a_claim_resize() {
+    let api = Api::start().await;
+    api.create_ns("rs").await;
+    let quotas = "/api/v1/namespaces/rs/resourcequotas";
+    let hard = json!({"requests.storage": "10Gi", "gold.storageclass.storage.k8s.io/requests.storage": "3Gi"});
+    api.ok("POST", quotas, Some(json!({"metadata": {"name": "storage"}, "spec": {"hard": hard}}))).await;
+    let claims = "/api/v1/namespaces/rs/persistentvolumeclaims";
+    api.ok("POST", claims, Some(update_claim("data", None, "2Gi"))).await;
+
+    // Growing past the quota: 403 in kube's words (the growth is what is requested), nothing written.
+    let before = store_revision(&api).await;
+    let (s, v) = api.call("PATCH", &format!("{claims}/data"), resize("20Gi")).await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::FORBIDDEN, Some("Forbidden")), "{v}");
+    assert_eq!(
+        v["message"],
+        "persistentvolumeclaims \"data\" is forbidden: exceeded quota: storage, requested: requests.storage=18Gi, \
+         used: requests.storage=2Gi, limited: requests.storage=10Gi"
+    );
+    assert_eq!(store_revision(&api).await, before, "a refused resize wrote something");
+    let c = api.ok("GET", &format!("{claims}/data"), None).await;
+    assert_eq!(c["spec"]["resources"]["requests"]["storage"], "2Gi");
+
+    // A dry run is checked, and charges nothing.
+    let (s, _) = api.call("PATCH", &format!("{claims}/data?dryRun=All"), resize("20Gi")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let v = api.ok("PATCH", &format!("{claims}/data?dryRun=All"), resize("9Gi")).await;
+    assert_eq!(v["spec"]["resources"]["requests"]["storage"], "9Gi");
+    assert_eq!(store_revision(&api).await, before, "a dry-run resize wrote (the quota's reservation?)");
+
+    // Within the quota: written, and the quota's usage follows with no reservation left.
+    let v = api.ok("PATCH", &format!("{claims}/data"), resize("8Gi")).await;
+    assert_eq!(v["spec"]["resources"]["requests"]["storage"], "8Gi");
+    let q = api.ok("GET", &format!("{quotas}/storage"), None).await;
+    assert_eq!(q["status"]["used"]["requests.storage"], "8Gi", "{q}");
+    assert!(q["status"].get("pendingCharges").is_none(), "{q}");
+    // The rest of the quota is 2Gi: a PUT of the whole claim at 11Gi is refused, at 10Gi admitted.
+    let mut whole = api.ok("GET", &format!("{claims}/data"), None).await;
+    whole["spec"]["resources"]["requests"]["storage"] = json!("11Gi");
+    let (s, v) = api.call("PUT", &format!("{claims}/data"), Some(whole.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    whole["spec"]["resources"]["requests"]["storage"] = json!("10Gi");
+    api.ok("PUT", &format!("{claims}/data"), Some(whole)).await;
+
+    // A storage class's own limit, on a resize of a claim of that class.
+    api.ok("PATCH", &format!("{claims}/data"), resize("6Gi")).await;
+    api.ok("POST", claims, Some(update_claim("fast", Some("gold"), "1Gi"))).await;
+    let (s, v) = api.call("PATCH", &format!("{claims}/fast"), resize("4Gi")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(
+        v["message"],
+        "persistentvolumeclaims \"fast\" is forbidden: exceeded quota: storage, \
+         requested: gold.storageclass.storage.k8s.io/requests.storage=3Gi, \
+         used: gold.storageclass.storage.k8s.io/requests.storage=1Gi, \
+         limited: gold.storageclass.storage.k8s.io/requests.storage=3Gi"
+    );
+    api.ok("PATCH", &format!("{claims}/fast"), resize("3Gi")).await;
+    let q = api.ok("GET", &format!("{quotas}/storage"), None).await;
+    assert_eq!(
+        q["status"]["used"],
+        json!({"requests.storage": "9Gi", "gold.storageclass.storage.k8s.io/requests.storage": "3Gi"}),
+        "{q}"
+    );
+
+    // Shrinking and status writes add nothing: the only write is the claim's own.
+    for (path, body) in [
+        (format!("{claims}/data/status"), json!({"status": {"phase": "Bound", "capacity": {"storage": "10Gi"}}})),
+        (format!("{claims}/data"), json!({"metadata": {"labels": {"tier": "db"}}})),
+        (format!("{claims}/data"), json!({"spec": {"resources": {"requests": {"storage": "5Gi"}}}})),
+    ] {
+        let before = store_revision(&api).await.parse::<i64>().unwrap();
+        let v = api.ok("PATCH", &path, Some(body)).await;
+        assert_eq!(rv(&v), before + 1, "{path}: more than the object was written");
+        assert_eq!(store_revision(&api).await.parse::<i64>().unwrap(), before + 1, "{path}: a quota write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_quota_charges_a_service_type_change_not_a_finished_pod() {
+    let api = Api::start().await;
+    api.create_ns("st").await;
+    let hard = json!({"services.loadbalancers": "0", "services.nodeports": "1", "pods": "1"});
+    api.ok("POST", "/api/v1/namespaces/st/resourcequotas", Some(json!({"metadata": {"name": "net"}, "spec": {"hard": hard}}))).await;
+    let svcs = "/api/v1/namespaces/st/services";
+    let svc = json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 443}]}});
+    api.ok("POST", svcs, Some(svc)).await;
+    let (s, v) = api.call("PATCH", &format!("{svcs}/web"), Some(json!({"spec": {"type": "LoadBalancer"}}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with(
+            "services \"web\" is forbidden: exceeded quota: net, requested: services.loadbalancers=1,services.nodeports=2"
+        ),
+        "{v}"
+    );
+    let (s, v) = api.call("PATCH", &format!("{svcs}/web"), Some(json!({"spec": {"type": "NodePort"}}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "two node ports over a quota of one: {v}");
+    let v = api.ok("GET", &format!("{svcs}/web"), None).await;
+    assert_eq!(v["spec"]["type"], "ClusterIP");
+
+    // A pod finishing frees its usage: nothing to charge, and the pod quota is not written.
+    let pods = "/api/v1/namespaces/st/pods";
+    api.ok("POST", pods, Some(pod("job"))).await;
+    let q = api.ok("GET", "/api/v1/namespaces/st/resourcequotas/net", None).await;
+    api.ok("PATCH", &format!("{pods}/job/status"), Some(json!({"status": {"phase": "Succeeded"}}))).await;
+    let after = api.ok("GET", "/api/v1/namespaces/st/resourcequotas/net", None).await;
+    assert_eq!(after["metadata"]["resourceVersion"], q["metadata"]["resourceVersion"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_limitrange_bounds_a_claim_resize_only() {
+    let api = Api::start().await;
+    api.create_ns("lu").await;
+    let claims = "/api/v1/namespaces/lu/persistentvolumeclaims";
+    api.ok("POST", claims, Some(update_claim("old", None, "50Gi"))).await;
+    api.ok("POST", claims, Some(update_claim("data", None, "5Gi"))).await;
+    let range = json!({"metadata": {"name": "lr"}, "spec": {"limits": [
+        {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}},
+        {"type": "Container", "max": {"cpu": "100m"}},
+    ]}});
+    api.ok("POST", "/api/v1/namespaces/lu/limitranges", Some(range)).await;
+    let (s, v) = api.call("PATCH", &format!("{claims}/data"), resize("20Gi")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(
+        v["message"],
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi"
+    );
+    let c = api.ok("GET", &format!("{claims}/data"), None).await;
+    assert_eq!(c["spec"]["resources"]["requests"]["storage"], "5Gi");
+    api.ok("PATCH", &format!("{claims}/data"), resize("10Gi")).await;
+    // A claim from before the LimitRange is not re-checked unless it is resized.
+    api.ok("PATCH", &format!("{claims}/old"), Some(json!({"metadata": {"labels": {"keep": "yes"}}}))).await;
+    let (s, _) = api.call("PATCH", &format!("{claims}/old"), resize("60Gi")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Pods are neither re-defaulted nor re-checked on update.
+    api.ok("PATCH", "/api/v1/namespaces/lu/limitranges/lr", Some(json!({"spec": {"limits": [
+        {"type": "Container", "max": {"cpu": "100m"}, "default": {"cpu": "50m"}},
+    ]}}))).await;
+    api.ok("DELETE", "/api/v1/namespaces/lu/limitranges/lr", None).await;
+    let p = api.ok("POST", "/api/v1/namespaces/lu/pods", Some(sized_pod("big", json!({"limits": {"cpu": "1"}})))).await;
+    api.ok("POST", "/api/v1/namespaces/lu/limitranges", Some(json!({"metadata": {"name": "strict"}, "spec": {"limits": [
+        {"type": "Container", "max": {"cpu": "100m"}, "default": {"cpu": "50m", "memory": "64Mi"}},
+    ]}}))).await;
+    let v = api.ok("PATCH", "/api/v1/namespaces/lu/pods/big", Some(json!({"metadata": {"labels": {"a": "b"}}}))).await;
+    assert_eq!(v["spec"]["containers"][0]["resources"], p["spec"]["containers"][0]["resources"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_quota_concurrent_resizes_take_exactly_the_rest() {
+    let api = Api::start().await;
+    api.create_ns("grow").await;
+    let quota = "/api/v1/namespaces/grow/resourcequotas/storage";
+    api.ok("POST", "/api/v1/namespaces/grow/resourcequotas", Some(json!({"metadata": {"name": "storage"}, "spec": {"hard": {"requests.storage": "15Gi"}}}))).await;
+    let claims = "/api/v1/namespaces/grow/persistentvolumeclaims";
+    for i in 0..10 {
+        api.ok("POST", claims, Some(update_claim(&format!("c{i}"), None, "1Gi"))).await;
+    }
+    // A second apiserver on the same store; resizes race through both.
+    let storage = EtcdStorage::connect(std::slice::from_ref(&api.endpoint)).await.unwrap();
+    let registry = Arc::new(Registry::new(apiserver::storage::layered(storage)).unwrap());
+    let auth = TokenAuth::parse(&format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+    let second = router(AppState { registry, auth: Some(Arc::new(auth)) });
+    let patch = |router: Router, name: String, size: String| async move {
+        let req = Request::builder()
+            .method("PATCH")
+            .uri(format!("/api/v1/namespaces/grow/persistentvolumeclaims/{name}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/merge-patch+json")
+            .body(Body::from(resize(&size).unwrap().to_string()))
+            .unwrap();
+        router.oneshot(req).await.unwrap().status().as_u16()
+    };
+    let spawn_all = |targets: Vec<(String, String)>| {
+        let (first, second) = (api.router.clone(), second.clone());
+        targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, size))| tokio::spawn(patch(if i % 2 == 0 { first.clone() } else { second.clone() }, name, size)))
+            .collect::<Vec<_>>()
+    };
+    // Ten claims each growing by 1Gi with 5Gi left: exactly five make it.
+    let mut codes = Vec::new();
+    for t in spawn_all((0..10).map(|i| (format!("c{i}"), "2Gi".to_string())).collect()) {
+        codes.push(t.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(codes, [200, 200, 200, 200, 200, 403, 403, 403, 403, 403]);
+    let q = api.ok("GET", quota, None).await;
+    assert_eq!(q["status"]["used"], json!({"requests.storage": "15Gi"}));
+    assert!(q["status"].get("pendingCharges").is_none(), "{q}");
+
+    // Racing resizes of one claim: each lost race is admitted again against the new state,
+    // and whatever lands last is what the quota counts.
+    api.ok("PATCH", quota, Some(json!({"spec": {"hard": {"requests.storage": "100Gi"}}}))).await;
+    let mut codes = Vec::new();
+    for t in spawn_all((3..11).map(|g| ("c0".to_string(), format!("{g}Gi"))).collect()) {
+        codes.push(t.await.unwrap());
+    }
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    // A shrink that lands last is not settled (it charged nothing): the next charge recounts.
+    api.ok("PATCH", &format!("{claims}/c9"), resize("3Gi")).await;
+    let list = api.ok("GET", claims, None).await;
+    let total: i64 = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["spec"]["resources"]["requests"]["storage"].as_str().unwrap().trim_end_matches("Gi").parse::<i64>().unwrap())
+        .sum();
+    let q = api.ok("GET", quota, None).await;
+    assert_eq!(q["status"]["used"], json!({"requests.storage": format!("{total}Gi")}));
+    assert!(q["status"].get("pendingCharges").is_none(), "{q}");
 }

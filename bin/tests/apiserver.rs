@@ -1121,3 +1121,64 @@ fn fieldval_kubectl_patch_apply_and_duplicates() {
     fails_with(&["replace", "--raw", &format!("{cms}/d?fieldValidation=Strict"), "-f", &put], r#"duplicate field "data.k""#);
     assert_eq!(api.kubectl_ok(&["get", "configmap", "d", "-o", "jsonpath={.data.k}"]), "2");
 }
+
+#[test]
+fn update_admission_kubectl_patch_beyond_quota_and_limitrange() {
+    let api = Apiserver::start(&[]);
+    api.kubectl_ok(&["create", "namespace", "grow"]);
+    api.kubectl_ok(&["create", "quota", "disk", "-n", "grow", "--hard=requests.storage=5Gi,services.loadbalancers=0"]);
+    let claim = api.dir.path().join("claim.json");
+    std::fs::write(
+        &claim,
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "grow"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}})
+        .to_string(),
+    )
+    .unwrap();
+    api.kubectl_ok(&["apply", "-f", claim.to_str().unwrap()]);
+    let size = || api.kubectl_ok(&["get", "pvc", "data", "-n", "grow", "-o", "jsonpath={.spec.resources.requests.storage}"]);
+
+    let grow = |to: &str| format!(r#"{{"spec":{{"resources":{{"requests":{{"storage":"{to}"}}}}}}}}"#);
+    let out = api.kubectl(&["patch", "pvc", "data", "-n", "grow", "-p", &grow("10Gi")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr.contains(
+            r#"persistentvolumeclaims "data" is forbidden: exceeded quota: disk, requested: requests.storage=8Gi, used: requests.storage=2Gi, limited: requests.storage=5Gi"#
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(size(), "2Gi");
+    api.kubectl_ok(&["patch", "pvc", "data", "-n", "grow", "-p", &grow("4Gi")]);
+    assert_eq!(size(), "4Gi");
+    let used = api.kubectl_ok(&["get", "quota", "disk", "-n", "grow", "-o", r"jsonpath={.status.used.requests\.storage}"]);
+    assert_eq!(used, "4Gi");
+
+    // A service turned LoadBalancer under services.loadbalancers=0.
+    api.kubectl_ok(&["create", "service", "clusterip", "web", "-n", "grow", "--tcp=80:80"]);
+    let out = api.kubectl(&["patch", "service", "web", "-n", "grow", "-p", r#"{"spec":{"type":"LoadBalancer"}}"#]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exceeded quota: disk, requested: services.loadbalancers=1"), "{}", show(&out));
+
+    // A LimitRange bounds a resize.
+    api.kubectl_ok(&["delete", "quota", "disk", "-n", "grow"]);
+    let range = api.dir.path().join("range.json");
+    std::fs::write(
+        &range,
+        serde_json::json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "claims", "namespace": "grow"},
+            "spec": {"limits": [{"type": "PersistentVolumeClaim", "max": {"storage": "6Gi"}}]}})
+        .to_string(),
+    )
+    .unwrap();
+    api.kubectl_ok(&["apply", "-f", range.to_str().unwrap()]);
+    let out = api.kubectl(&["patch", "pvc", "data", "-n", "grow", "-p", &grow("7Gi")]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("maximum storage usage per PersistentVolumeClaim is 6Gi, but request is 7Gi"),
+        "{}",
+        show(&out)
+    );
+    api.kubectl_ok(&["patch", "pvc", "data", "-n", "grow", "-p", &grow("6Gi")]);
+    assert_eq!(size(), "6Gi");
+}

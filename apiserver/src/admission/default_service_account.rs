@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn pods_get_the_default_account_and_keep_their_own() {
         let pods = crate::registry::lookup("", "v1", "pods").unwrap();
-        let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "p", dry_run: false };
+        let attrs = Attributes::create(pods, Some("ns"), "p", "u");
         let mut p = json!({"spec": {"containers": []}});
         default_account(&attrs, &mut p);
         assert_eq!(p["spec"]["serviceAccountName"], "default");

@@ -2,6 +2,9 @@
 //! and bound what containers, pods and PersistentVolumeClaims may ask for (validating: 403
 //! with kube's words, `maximum cpu usage per Container is 500m, but limit is 1`).
 //!
+//! On update only a claim's resize is checked (kube does not re-default or re-check pods, whose
+//! resources are immutable, and skips objects being deleted).
+//!
 //! Items are read with kube's LimitRange defaulting applied (a Container item's `default` falls
 //! back to `max`, its `defaultRequest` to `default`, then to `min`), whether or not the stored
 //! object has it; this plugin also writes those defaults into new LimitRanges. Entries that are
@@ -306,9 +309,23 @@ impl MutatingPlugin for LimitRanger {
     }
 }
 
+/// Whether an update changes what a claim asks for (its storage request or limit).
+fn resizes(old: &Value, new: &Value) -> bool {
+    let deleting = old.pointer("/metadata/deletionTimestamp").is_some();
+    let resources = |v: &Value| v.pointer("/spec/resources").cloned();
+    !deleting && resources(old) != resources(new)
+}
+
 impl ValidatingPlugin for LimitRanger {
     fn name(&self) -> &'static str {
         "LimitRanger"
+    }
+
+    fn handles(&self, attrs: &Attributes<'_>, obj: &Value) -> bool {
+        match attrs.old {
+            None => true,
+            Some(old) => is(attrs, "persistentvolumeclaims") && resizes(old, obj),
+        }
     }
 
     fn validate<'a>(
@@ -428,6 +445,25 @@ mod tests {
         let mut init = pod(json!([{"name": "a", "resources": {"limits": {"memory": "100Mi"}}}]));
         init["spec"]["initContainers"] = json!([{"name": "i", "resources": {"limits": {"memory": "2Gi"}}}]);
         assert_eq!(pod_violations(&range, &init), vec!["maximum memory usage per Pod is 1Gi, but limit is 2Gi"]);
+    }
+
+    #[test]
+    fn updates_are_checked_only_for_claim_resizes() {
+        let pvcs = crate::registry::lookup("", "v1", "persistentvolumeclaims").unwrap();
+        let pods = crate::registry::lookup("", "v1", "pods").unwrap();
+        let claim = |s: &str| json!({"metadata": {}, "spec": {"resources": {"requests": {"storage": s}}}});
+        let (small, big) = (claim("1Gi"), claim("5Gi"));
+        let update = |kind, old| Attributes { operation: crate::admission::Operation::Update, old: Some(old), ..Attributes::create(kind, Some("ns"), "c", "r") };
+        assert!(LimitRanger.handles(&update(pvcs, &small), &big));
+        let mut labelled = small.clone();
+        labelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!LimitRanger.handles(&update(pvcs, &small), &labelled), "no resize, nothing to check");
+        let mut deleting = small.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert!(!LimitRanger.handles(&update(pvcs, &deleting), &big));
+        let p = pod(json!([{"name": "a"}]));
+        assert!(!LimitRanger.handles(&update(pods, &p), &pod(json!([{"name": "b"}]))), "pods are left alone on update");
+        assert!(LimitRanger.handles(&Attributes::create(pods, Some("ns"), "p", "u"), &p));
     }
 
     #[test]

@@ -249,6 +249,22 @@ pub fn applies(quota: &Value, kind: &Kind, obj: &Value) -> bool {
         })
 }
 
+/// What an update adds to an object's usage: the positive parts of new minus old (kube charges
+/// nothing back for what shrinks). A claim grown from 1Gi to 5Gi adds `requests.storage=4Gi`;
+/// a ClusterIP service turned LoadBalancer adds `services.loadbalancers=1` and its node ports;
+/// a pod that finished adds nothing.
+pub fn increase(kind: &Kind, old: &Value, new: &Value) -> ResourceList {
+    let before = usage(kind, old);
+    usage(kind, new)
+        .into_iter()
+        .filter(|(k, v)| before.get(k).is_none_or(|b| v > b))
+        .map(|(k, v)| {
+            let grown = before.get(&k).map_or(v, |b| v - *b);
+            (k, grown)
+        })
+        .collect()
+}
+
 /// Kube's rule for pods under a quota on cpu or memory: every container must state each
 /// constrained one. The error is `must specify limits.cpu for: a,b; requests.cpu for: a`.
 pub fn missing_requests(hard: &ResourceList, pod: &Value) -> Option<String> {
@@ -310,16 +326,19 @@ pub fn check(name: &str, hard: &ResourceList, used: &ResourceList, requested: &R
 }
 
 /// A quota's usage recounted: the objects that exist (each `(kind, object)`, all kinds the
-/// quota tracks, read after the quota), plus reservations of creates still in flight. A
-/// reservation ends when its object shows up in `objects`, when `settled` names it (its
-/// create is over), or when it expires (its apiserver went away mid-create). Returns the usage
+/// quota tracks, read after the quota), plus reservations of writes still in flight. A
+/// create's reservation ends when its object shows up in `objects`; an update's (it has a
+/// `revision`) when its object is no longer at that resourceVersion (the update landed, or
+/// another did and this one must retry). Either ends when `settled` names it (`id`, else `uid`:
+/// its write is over), or when it expires (its apiserver went away mid-write). Returns the usage
 /// of every hard name and the reservations still open.
 pub fn tally(quota: &Value, objects: &[(&Kind, &Value)], now: u64, settled: Option<&str>) -> (ResourceList, Vec<Value>) {
     let hard = resource_list_lenient(quota.pointer("/spec/hard"));
     let mut used: ResourceList = hard.keys().map(|k| (k.clone(), Quantity::ZERO)).collect();
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     for (kind, obj) in objects {
-        seen.insert(obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or(""));
+        let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+        seen.insert(obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or(""), rv);
         if applies(quota, kind, obj) {
             add_into(&mut used, &mask(&usage(kind, obj), hard.keys()));
         }
@@ -328,8 +347,13 @@ pub fn tally(quota: &Value, objects: &[(&Kind, &Value)], now: u64, settled: Opti
     let pending = quota.pointer(&format!("/status/{PENDING}")).and_then(Value::as_array).into_iter().flatten();
     for p in pending {
         let uid = p.get("uid").and_then(Value::as_str).unwrap_or("");
+        let id = p.get("id").and_then(Value::as_str).unwrap_or(uid);
         let expired = p.get("expires").and_then(Value::as_u64).is_none_or(|e| e <= now);
-        if uid.is_empty() || expired || seen.contains(uid) || settled == Some(uid) {
+        let landed = match p.get("revision") {
+            Some(rev) => seen.get(uid).is_none_or(|at| Some(*at) != rev.as_str()),
+            None => seen.contains_key(uid),
+        };
+        if uid.is_empty() || expired || landed || settled == Some(id) {
             continue;
         }
         add_into(&mut used, &mask(&resource_list_lenient(p.get("usage")), hard.keys()));
@@ -449,6 +473,64 @@ mod tests {
         );
         let used: ResourceList = [("pods".to_string(), q("1")), ("requests.cpu".to_string(), q("900m"))].into();
         assert_eq!(check("compute", &hard, &used, &one), Ok(()), "exactly at the limit is allowed");
+    }
+
+    #[test]
+    fn updates_are_charged_what_they_add() {
+        let pvcs = kind("persistentvolumeclaims");
+        let claim = |size: &str| json!({"spec": {"storageClassName": "fast", "resources": {"requests": {"storage": size}}}});
+        assert_eq!(
+            to_json(&increase(pvcs, &claim("1Gi"), &claim("5Gi"))),
+            json!({"requests.storage": "4Gi", "fast.storageclass.storage.k8s.io/requests.storage": "4Gi"})
+        );
+        assert!(increase(pvcs, &claim("5Gi"), &claim("1Gi")).is_empty(), "a shrink frees, never charges");
+        assert!(increase(pvcs, &claim("5Gi"), &claim("5Gi")).is_empty());
+        let mut moved = claim("2Gi");
+        moved["spec"]["storageClassName"] = json!("slow");
+        assert_eq!(
+            to_json(&increase(pvcs, &claim("1Gi"), &moved)),
+            json!({
+                "requests.storage": "1Gi",
+                "slow.storageclass.storage.k8s.io/requests.storage": "2Gi",
+                "slow.storageclass.storage.k8s.io/persistentvolumeclaims": "1",
+            }),
+            "a name the old object did not use is charged whole"
+        );
+        let svcs = kind("services");
+        let svc = |ty: &str| json!({"spec": {"type": ty, "ports": [{"port": 80}, {"port": 443}]}});
+        assert_eq!(
+            to_json(&increase(svcs, &svc("ClusterIP"), &svc("LoadBalancer"))),
+            json!({"services.loadbalancers": "1", "services.nodeports": "2"})
+        );
+        assert_eq!(to_json(&increase(svcs, &svc("NodePort"), &svc("LoadBalancer"))), json!({"services.loadbalancers": "1"}));
+        assert!(increase(svcs, &svc("LoadBalancer"), &svc("ClusterIP")).is_empty());
+        let running = pod(json!([{"name": "a", "resources": {"requests": {"cpu": "1"}}}]));
+        let mut done = running.clone();
+        done["status"]["phase"] = json!("Succeeded");
+        assert!(increase(kind("pods"), &running, &done).is_empty(), "a pod finishing frees its usage");
+        let mut status_only = running.clone();
+        status_only["status"]["podIP"] = json!("10.0.0.1");
+        assert!(increase(kind("pods"), &running, &status_only).is_empty());
+    }
+
+    #[test]
+    fn an_update_reservation_holds_while_its_object_is_at_the_admitted_revision() {
+        let quota = |p: Value| json!({"spec": {"hard": {"requests.storage": "10Gi"}}, "status": {"pendingCharges": [p]}});
+        let pvcs = kind("persistentvolumeclaims");
+        let claim = |rv: &str, size: &str| {
+            json!({"metadata": {"uid": "c", "resourceVersion": rv}, "spec": {"resources": {"requests": {"storage": size}}}})
+        };
+        let grow = json!({"uid": "c", "id": "r1", "revision": "7", "expires": 200, "usage": {"requests.storage": "4Gi"}});
+        let before = claim("7", "1Gi");
+        let (used, open) = tally(&quota(grow.clone()), &[(pvcs, &before)], 100, None);
+        assert_eq!((to_json(&used), open.len()), (json!({"requests.storage": "5Gi"}), 1), "pending: old size + growth");
+        let after = claim("9", "5Gi");
+        let (used, open) = tally(&quota(grow.clone()), &[(pvcs, &after)], 100, None);
+        assert_eq!((to_json(&used), open.len()), (json!({"requests.storage": "5Gi"}), 0), "landed: counted once");
+        let (used, open) = tally(&quota(grow.clone()), &[(pvcs, &before)], 100, Some("r1"));
+        assert_eq!((to_json(&used), open.len()), (json!({"requests.storage": "1Gi"}), 0), "settled by its id");
+        let (_, open) = tally(&quota(grow), &[(pvcs, &before)], 100, Some("c"));
+        assert_eq!(open.len(), 1, "the object's uid does not settle an update's reservation");
     }
 
     #[test]

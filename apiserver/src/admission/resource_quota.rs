@@ -1,14 +1,18 @@
 //! ResourceQuota admission: a create that would take a namespace over a quota's `spec.hard` is
 //! refused (403), and each admitted create is charged to the quota's `status.used` with a
-//! compare-and-swap, so concurrent creates cannot both take the last unit.
+//! compare-and-swap, so concurrent creates cannot both take the last unit. An update is charged
+//! only what it adds (a claim's bigger request, a service turned LoadBalancer); updates that add
+//! nothing (status writes, a pod finishing) never reach this plugin.
 //!
 //! How usage stays right without a quota controller: every charge recounts the namespace from
 //! the store (the objects that exist, read after the quota) and adds the reservations of creates
 //! still in flight, kept in `status.pendingCharges`; the charge itself adds a reservation and is
 //! written with the quota's resourceVersion as precondition (a lost race recounts). When the
-//! create is over, `finish` removes the reservation and writes the recount. So a deleted object
-//! stops counting at the next charge or settle in its namespace: `status.used` can be stale
-//! after deletions (and after spec.hard edits) until then, but enforcement never is.
+//! create is over, `finish` removes the reservation and writes the recount. An update's
+//! reservation also names the resourceVersion its object was admitted at, and holds while the
+//! object is still there: it ends as soon as that update (or any other) lands. So a deleted
+//! object stops counting at the next charge or settle in its namespace: `status.used` can be
+//! stale after deletions and shrinks (and spec.hard edits) until then, but enforcement never is.
 //!
 //! The mutating half fills `status` of a new quota (hard, and used counted from the store).
 
@@ -33,7 +37,7 @@ const RESERVATION_TTL: Duration = Duration::from_secs(120);
 /// See the module comment.
 #[derive(Default)]
 pub struct ResourceQuota {
-    /// Quotas (storage keys) charged for each create in flight here, by the new object's uid.
+    /// Quotas (storage keys) charged for each write in flight here, by `Attributes::request`.
     charged: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
@@ -108,6 +112,10 @@ impl ResourceQuota {
     async fn charge(&self, attrs: &Attributes<'_>, obj: &Value, storage: &dyn Storage, quota: Stored) -> Result<bool> {
         let ns = attrs.namespace.unwrap_or("");
         let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        let usage = match attrs.old {
+            Some(old) => qu::increase(attrs.kind, old, obj),
+            None => qu::usage(attrs.kind, obj),
+        };
         let name = quota.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         let mut cur = quota;
         loop {
@@ -120,7 +128,7 @@ impl ResourceQuota {
                     return Err(forbidden(attrs, &format!("failed quota: {name}: {why}")));
                 }
             }
-            let requested = qu::mask(&qu::usage(attrs.kind, obj), hard.keys());
+            let requested = qu::mask(&usage, hard.keys());
             if requested.is_empty() {
                 return Ok(false);
             }
@@ -135,7 +143,12 @@ impl ResourceQuota {
                 new_used.insert(k.clone(), used[k] + *v);
             }
             let expires = unix_now() + RESERVATION_TTL.as_secs();
-            pending.push(json!({"uid": uid, "expires": expires, "usage": to_json(&requested)}));
+            let mut reservation = json!({"uid": uid, "expires": expires, "usage": to_json(&requested)});
+            if let Some(old) = attrs.old {
+                reservation["id"] = json!(attrs.request);
+                reservation["revision"] = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            }
+            pending.push(reservation);
             if write_if_unchanged(storage, &cur, with_status(&cur.value, &new_used, pending)).await? {
                 return Ok(true);
             }
@@ -147,11 +160,11 @@ impl ResourceQuota {
         }
     }
 
-    /// Ends the reservation of `uid` on one quota and writes the recount.
-    async fn settle(storage: &dyn Storage, ns: &str, key: &str, uid: &str) -> Result<()> {
+    /// Ends the reservation `id` on one quota and writes the recount.
+    async fn settle(storage: &dyn Storage, ns: &str, key: &str, id: &str) -> Result<()> {
         loop {
             let Some(cur) = storage.get(key).await? else { return Ok(()) };
-            let (used, pending) = recount(storage, ns, &cur.value, Some(uid)).await?;
+            let (used, pending) = recount(storage, ns, &cur.value, Some(id)).await?;
             if write_if_unchanged(storage, &cur, with_status(&cur.value, &used, pending)).await? {
                 return Ok(());
             }
@@ -194,6 +207,13 @@ impl ValidatingPlugin for ResourceQuota {
         "ResourceQuota"
     }
 
+    fn handles(&self, attrs: &Attributes<'_>, obj: &Value) -> bool {
+        match attrs.old {
+            None => true,
+            Some(old) => attrs.kind.namespaced && !qu::increase(attrs.kind, old, obj).is_empty(),
+        }
+    }
+
     fn validate<'a>(
         &'a self,
         attrs: &'a Attributes<'a>,
@@ -202,7 +222,7 @@ impl ValidatingPlugin for ResourceQuota {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let (true, Some(ns)) = (attrs.kind.namespaced, attrs.namespace) else { return Ok(()) };
-            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let id = attrs.request;
             let mut charged = Vec::new();
             let mut outcome = Ok(());
             for quota in quotas(storage, ns).await? {
@@ -219,7 +239,7 @@ impl ValidatingPlugin for ResourceQuota {
             if let Err(e) = outcome {
                 // A later quota refused: the earlier reservations are void.
                 for key in &charged {
-                    Self::settle(storage, ns, key, &uid).await?;
+                    Self::settle(storage, ns, key, id).await?;
                 }
                 return Err(e);
             }
@@ -227,20 +247,20 @@ impl ValidatingPlugin for ResourceQuota {
                 let mut inflight = self.charged.lock().unwrap_or_else(|p| p.into_inner());
                 // Creates whose `finish` never came (client gone) are forgotten with their reservation.
                 inflight.retain(|_, (at, _)| at.elapsed() < RESERVATION_TTL);
-                inflight.insert(uid, (Instant::now(), charged));
+                inflight.insert(id.to_string(), (Instant::now(), charged));
             }
             Ok(())
         })
     }
 
-    fn finish<'a>(&'a self, attrs: &'a Attributes<'a>, uid: &'a str, storage: &'a dyn Storage) -> BoxFuture<'a, ()> {
+    fn finish<'a>(&'a self, attrs: &'a Attributes<'a>, storage: &'a dyn Storage) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let entry = self.charged.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+            let entry = self.charged.lock().unwrap_or_else(|p| p.into_inner()).remove(attrs.request);
             let (Some((_, keys)), Some(ns)) = (entry, attrs.namespace) else { return };
             for key in keys {
-                // The create is already answered by the store; a failure here only leaves the
+                // The write is already answered by the store; a failure here only leaves the
                 // reservation to expire.
-                if let Err(e) = Self::settle(storage, ns, &key, uid).await {
+                if let Err(e) = Self::settle(storage, ns, &key, attrs.request).await {
                     tracing::warn!(error = %e, quota = %key, "could not settle a quota reservation");
                 }
             }
@@ -265,7 +285,7 @@ mod tests {
     #[test]
     fn refusals_name_the_object() {
         let pods = crate::registry::lookup("", "v1", "pods").unwrap();
-        let attrs = Attributes { kind: pods, namespace: Some("ns"), name: "web", dry_run: false };
+        let attrs = Attributes::create(pods, Some("ns"), "web", "u");
         assert_eq!(forbidden(&attrs, "exceeded quota: q").to_string(), "pods \"web\" is forbidden: exceeded quota: q");
     }
 }

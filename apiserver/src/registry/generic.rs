@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::admission::{Attributes, Chain};
+use crate::admission::{Attributes, Chain, UpdateGate};
 use crate::error::{Cause, Error};
 use crate::registry::kind::Kind;
 use crate::registry::managed::{self, Writer};
@@ -355,15 +355,15 @@ impl Registry {
         }
         kind.strategy.prepare_for_create(&mut obj);
         let name = meta_str(&obj, "name").to_string();
-        let attrs = Attributes { kind, namespace, name: &name, dry_run: opts.dry_run };
+        let uid = meta_str(&obj, "uid").to_string();
+        let attrs = Attributes { dry_run: opts.dry_run, ..Attributes::create(kind, namespace, &name, &uid) };
         self.admission.mutate(&attrs, &mut obj, self.storage.as_ref()).await?;
         self.validate(kind, &obj, None)?;
         self.admission.validate(&attrs, &obj, self.storage.as_ref()).await?;
-        let uid = meta_str(&obj, "uid").to_string();
         let key = kind.key(namespace, &name);
         let created = write::create(self.storage.as_ref(), &key, obj, kind.strategy.ttl(), opts.dry_run).await;
         // Settles what admission reserved (quota), whether or not the store took the object.
-        self.admission.finish(&attrs, &uid, self.storage.as_ref()).await;
+        self.admission.finish(&attrs, self.storage.as_ref()).await;
         Ok(created.map_err(|e| e.for_object(&kind.group_resource(), &name))?.value)
     }
 
@@ -385,6 +385,7 @@ impl Registry {
             Some(other) => return Err(Error::NotFound { resource: kind.group_resource(), name: format!("{name}/{other}") }),
         }
         let gr = kind.group_resource();
+        let gate = UpdateGate::new(&self.admission, kind, namespace, name, opts.dry_run);
         let update = |cur: &crate::storage::Stored| -> Result<UpdateAction> {
             let old = &cur.value;
             let mut new = requested(old)?;
@@ -476,12 +477,11 @@ impl Registry {
                 return Ok(UpdateAction::Unchanged);
             }
             meta_mut(&mut new).remove("resourceVersion");
-            Ok(UpdateAction::Put(new))
+            Ok(gate.action(cur, new))
         };
-        let key = kind.key(namespace, name);
-        let outcome = write::update(self.storage.as_ref(), &key, Preconditions::default(), &update, opts.dry_run)
-            .await
-            .map_err(|e| e.for_object(&gr, name))?;
+        let (key, update, storage) = (&kind.key(namespace, name), &update, self.storage.as_ref());
+        let write = move || write::update(storage, key, Preconditions::default(), update, opts.dry_run);
+        let outcome = gate.run(storage, write).await.map_err(|e| e.for_object(&gr, name))?;
         Ok(match outcome {
             UpdateOutcome::Updated(s) | UpdateOutcome::Unchanged(s) | UpdateOutcome::Deleted(s) => s.value,
         })
