@@ -26,6 +26,7 @@ pub mod registry;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod warning;
 
 pub use error::{Cause, Error};
 pub use server::{ApiServer, ApiServerConfig};

@@ -494,6 +494,37 @@ fn controller_manager_process_empties_namespaces_of_a_separate_apiserver() {
     assert!(exited.is_some_and(|s| s.success()), "controller-manager did not stop on SIGTERM: {exited:?}\n{}", file_tail(&log, 3000));
 }
 
+/// A `kind: List` manifest (what `kubectl get -o yaml` of several objects prints): kubectl
+/// validates its items through `/openapi/v2`, which used to be a 404 that failed the whole
+/// command. The server still validates each item strictly.
+#[test]
+fn kubectl_create_and_apply_a_list_manifest() {
+    let api = Apiserver::start(&[]);
+    let list = api.dir.path().join("list.json");
+    std::fs::write(
+        &list,
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "l1", "namespace": "default"}, "data": {"a": "1"}},
+          {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ld", "namespace": "default"},
+           "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}]}"#,
+    )
+    .unwrap();
+    let out = api.kubectl_ok(&["create", "-f", list.to_str().unwrap()]);
+    assert!(out.contains("configmap/l1 created") && out.contains("deployment.apps/ld created"), "{out}");
+    let out = api.kubectl_ok(&["apply", "-f", list.to_str().unwrap()]);
+    assert!(out.contains("configmap/l1 configured"), "{out}");
+    let bad = api.dir.path().join("bad-list.json");
+    std::fs::write(
+        &bad,
+        r#"{"apiVersion": "v1", "kind": "List", "items": [
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "l2", "namespace": "default"}, "bogus": 1}]}"#,
+    )
+    .unwrap();
+    let out = api.kubectl(&["create", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(r#"unknown field "bogus""#), "{}", show(&out));
+}
+
 /// A body over the 3 MiB limit comes back as the 413 Status over HTTP/2 too. Answering before
 /// reading the body made the server reset the stream: curl (7.88) reported "Stream error in
 /// the HTTP/2 framing layer" instead of the Status; kubectl coped either way.

@@ -66,7 +66,7 @@ impl FieldValidation {
         if self == Self::Strict {
             return Err(Error::BadRequest(format!("strict decoding error: {}", each.join(", "))));
         }
-        each.into_iter().for_each(crate::handlers::warning::add);
+        each.into_iter().for_each(crate::warning::add);
         Ok(())
     }
 }

@@ -7,7 +7,6 @@ mod request;
 mod resource;
 mod table;
 mod whoami;
-pub(crate) mod warning;
 
 use std::sync::Arc;
 
@@ -98,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api", get(discovery::api_versions))
         .route("/apis", get(discovery::api_groups))
         .route("/apis/{group}", get(discovery::api_group))
+        .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::root))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
         .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", post(whoami::self_subject_review))

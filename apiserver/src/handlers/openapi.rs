@@ -25,6 +25,16 @@ fn group_versions() -> BTreeMap<String, (&'static str, &'static str)> {
         .collect()
 }
 
+/// `/openapi/v2`, which kubectl reads (as gnostic protobuf) to validate the items of a
+/// `kind: List` manifest, since a List has no entry in OpenAPI v3. An empty document (the empty
+/// protobuf message is zero bytes) lists no schemas, and kubectl leaves kinds it has no schema
+/// for to the server, which validates them anyway (`fieldValidation=Strict`). Without it the
+/// whole manifest failed with "the server could not find the requested resource".
+pub async fn v2() -> Response {
+    const GNOSTIC_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    ([(axum::http::header::CONTENT_TYPE, GNOSTIC_PROTOBUF)], Vec::<u8>::new()).into_response()
+}
+
 pub async fn root() -> Json<Value> {
     let paths: serde_json::Map<String, Value> = group_versions()
         .into_keys()

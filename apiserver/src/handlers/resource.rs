@@ -29,14 +29,24 @@ use crate::Result;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
-    let (result, warnings) = super::warning::collect(tokio::time::timeout(REQUEST_TIMEOUT, serve(st, req))).await;
+    let (result, warnings) = crate::warning::collect(tokio::time::timeout(REQUEST_TIMEOUT, serve(st, req))).await;
     let mut resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),
         Err(_) => Error::Timeout(format!("the request did not complete within {}s", REQUEST_TIMEOUT.as_secs())).into_response(),
     };
-    super::warning::apply(&mut resp, &warnings);
+    warning_headers(&mut resp, &warnings);
     resp
+}
+
+/// One `Warning: 299 - "..."` header per recorded warning.
+fn warning_headers(resp: &mut Response, warnings: &[String]) {
+    for w in warnings {
+        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
 }
 
 fn object(code: StatusCode, v: Value) -> Response {

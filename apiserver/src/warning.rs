@@ -1,11 +1,9 @@
 //! Warnings for the response's `Warning` headers (`299 - "text"`), recorded by whatever code
-//! serves the request, as kube-apiserver's request-context warning recorder.
+//! serves the request (codec, registry), as kube-apiserver's request-context warning recorder.
+//! The handlers collect them and write the headers.
 
 use std::cell::RefCell;
 use std::future::Future;
-
-use axum::http::HeaderValue;
-use axum::response::Response;
 
 tokio::task_local! {
     static WARNINGS: RefCell<Vec<String>>;
@@ -30,14 +28,4 @@ pub fn add(text: String) {
             w.push(text);
         }
     });
-}
-
-/// Adds one `Warning: 299 - "..."` header per warning.
-pub fn apply(resp: &mut Response, warnings: &[String]) {
-    for w in warnings {
-        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
-            resp.headers_mut().append(axum::http::header::WARNING, v);
-        }
-    }
 }
