@@ -360,6 +360,36 @@ print("ok")
     );
 }
 
+/// Bookmarks through the official client: an idle watch with `allow_watch_bookmarks` gets a
+/// BOOKMARK carrying a resourceVersion, and a watch resumed from it sees the next change, once.
+#[test]
+fn python_watch_bookmarks_and_resume_from_one() {
+    let api = Apiserver::start(&[]);
+    let out = api.python(
+        r#"
+n = ns("bm")
+v1.create_namespaced_config_map(n, {"metadata": {"name": "before"}})
+rv = v1.list_namespaced_config_map(n).metadata.resource_version
+bookmark = None
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_config_map, n, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=15):
+    assert ev["type"] == "BOOKMARK", f"an idle namespace had a {ev['type']} event"
+    bookmark = ev["raw_object"]["metadata"]["resourceVersion"]
+    w.stop()
+    break
+assert bookmark is not None, "no bookmark within 15 s"
+assert int(bookmark) >= int(rv), (bookmark, rv)
+v1.create_namespaced_config_map(n, {"metadata": {"name": "after"}})
+seen = [(ev["type"], ev["object"].metadata.name)
+        for ev in watch.Watch().stream(v1.list_namespaced_config_map, n, resource_version=bookmark, timeout_seconds=2)]
+assert seen == [("ADDED", "after")], seen
+print("bookmark ok", bookmark)
+"#,
+        &[],
+    );
+    assert!(out.contains("bookmark ok"), "{out}");
+}
+
 #[test]
 fn python_remote_store_shared_by_two_apiservers_and_watch_expiry() {
     let store = StoreProcess::start();
