@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::quantity::{resource_list_lenient, Quantity, ResourceList};
 use super::{Attributes, MutatingPlugin, ValidatingPlugin};
 use crate::error::Error;
-use crate::storage::{ListOptions, Storage};
+use crate::storage::Storage;
 use crate::Result;
 
 /// The annotation that records which defaults were set.
@@ -270,8 +270,7 @@ fn aggregate(errs: &[String]) -> String {
 
 async fn limit_ranges(storage: &dyn Storage, ns: &str) -> Result<Vec<Value>> {
     let kind = crate::registry::lookup("", "v1", "limitranges").expect("limitranges are in the kind table");
-    let page = storage.list(&kind.prefix(Some(ns)), ListOptions::default(), &|_| true).await?;
-    Ok(page.items.into_iter().map(|s| s.value).collect())
+    Ok(super::all_in_namespace(storage, kind, ns).await?.into_iter().map(|s| s.value).collect())
 }
 
 impl MutatingPlugin for LimitRanger {

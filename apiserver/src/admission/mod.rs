@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::registry::Kind;
-use crate::storage::Storage;
+use crate::storage::{ListOptions, Storage, Stored};
 use crate::Result;
 
 /// The kind of write being admitted.
@@ -149,4 +149,10 @@ impl Chain {
             p.finish(attrs, storage).await;
         }
     }
+}
+
+/// Every object of `kind` in namespace `ns`, as the store has them now (plugins that count or
+/// look up policy objects: quotas, limit ranges, what a quota tracks).
+async fn all_in_namespace(storage: &dyn Storage, kind: &Kind, ns: &str) -> Result<Vec<Stored>> {
+    Ok(storage.list(&kind.prefix(Some(ns)), ListOptions::default(), &|_| true).await?.items)
 }

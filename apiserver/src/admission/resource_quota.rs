@@ -28,7 +28,7 @@ use super::quota_usage::{self as qu, PENDING};
 use super::{Attributes, MutatingPlugin, ValidatingPlugin};
 use crate::error::Error;
 use crate::registry::{kinds, Kind};
-use crate::storage::{ListOptions, Preconditions, Storage, Stored, UpdateAction};
+use crate::storage::{Preconditions, Storage, Stored, UpdateAction};
 use crate::Result;
 
 /// How long a reservation outlives an apiserver that died mid-create.
@@ -62,7 +62,7 @@ fn forbidden(attrs: &Attributes<'_>, why: &str) -> Error {
 
 /// The quotas of a namespace, read from the store.
 async fn quotas(storage: &dyn Storage, ns: &str) -> Result<Vec<Stored>> {
-    Ok(storage.list(&quota_kind().prefix(Some(ns)), ListOptions::default(), &|_| true).await?.items)
+    super::all_in_namespace(storage, quota_kind(), ns).await
 }
 
 /// Every object of the namespace of a kind `quota` tracks (read now, so after the quota).
@@ -70,8 +70,7 @@ async fn tracked_objects(storage: &dyn Storage, ns: &str, quota: &Value) -> Resu
     let hard = resource_list_lenient(quota.pointer("/spec/hard"));
     let mut out = Vec::new();
     for kind in kinds().iter().filter(|k| k.namespaced && hard.keys().any(|name| qu::tracks(k, name))) {
-        let page = storage.list(&kind.prefix(Some(ns)), ListOptions::default(), &|_| true).await?;
-        out.extend(page.items.into_iter().map(|s| (kind, s.value)));
+        out.extend(super::all_in_namespace(storage, kind, ns).await?.into_iter().map(|s| (kind, s.value)));
     }
     Ok(out)
 }
