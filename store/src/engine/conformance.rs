@@ -1,6 +1,6 @@
 //! One suite, run against every engine: what the rest of the store relies on.
 
-use super::{Engine, MemoryEngine, RocksEngine, Scan, WriteBatch};
+use super::{Durability, Engine, MemoryEngine, RocksEngine, Scan, WriteBatch};
 use crate::keys::Cf;
 
 fn collect(e: &dyn Engine, cf: Cf, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -22,7 +22,7 @@ fn suite(e: &dyn Engine) {
         b.put(Cf::Kv, k, [k, b"-v"].concat());
     }
     b.put(Cf::Meta, b"a", b"meta");
-    e.write(b, true).unwrap();
+    e.write(b, Durability::Synced).unwrap();
 
     // Column families are separate spaces.
     assert_eq!(e.get(Cf::Kv, b"a").unwrap(), Some(b"a-v".to_vec()));
@@ -50,7 +50,7 @@ fn suite(e: &dyn Engine) {
     b.delete(Cf::Kv, b"a");
     b.delete_range(Cf::Kv, b"b", b"d");
     b.put(Cf::Kv, b"c", b"again");
-    e.write(b, false).unwrap();
+    e.write(b, Durability::Logged).unwrap();
     assert_eq!(
         collect(e, Cf::Kv, b"", None),
         vec![(b"c".to_vec(), b"again".to_vec()), (b"d".to_vec(), b"d-v".to_vec())]
@@ -81,7 +81,7 @@ fn rocks_engine_persists_across_reopen() {
         let e = RocksEngine::open(dir.path()).unwrap();
         let mut b = WriteBatch::default();
         b.put(Cf::RaftLog, 7u64.to_be_bytes(), b"entry");
-        e.write(b, true).unwrap();
+        e.write(b, Durability::Synced).unwrap();
     }
     let e = RocksEngine::open(dir.path()).unwrap();
     assert_eq!(e.get(Cf::RaftLog, &7u64.to_be_bytes()).unwrap(), Some(b"entry".to_vec()));

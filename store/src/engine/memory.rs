@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::{BatchOp, Engine, Scan, Visitor, WriteBatch};
+use super::{BatchOp, Durability, Engine, Scan, Visitor, WriteBatch};
 use crate::keys::Cf;
 use crate::Result;
 
@@ -54,7 +54,7 @@ impl Engine for MemoryEngine {
         Ok(spaces.get(&cf).and_then(|s| s.last_key_value()).map(|(k, v)| (k.clone(), v.clone())))
     }
 
-    fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
+    fn write(&self, batch: WriteBatch, _durability: Durability) -> Result<()> {
         let mut spaces = self.spaces.write().expect("memory engine lock poisoned");
         for op in batch.ops {
             match op {
@@ -86,6 +86,10 @@ impl Engine for MemoryEngine {
                 visit(*cf, k, v);
             }
         }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
         Ok(())
     }
 

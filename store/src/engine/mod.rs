@@ -82,6 +82,20 @@ pub enum Scan {
 /// Receives `(column family, key, value)` from [`Engine::scan_consistent`].
 pub type Visitor<'a> = dyn FnMut(Cf, &[u8], &[u8]) + 'a;
 
+/// How far a write must have reached when [`Engine::write`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage (WAL fsynced): survives power loss.
+    Synced,
+    /// In the WAL, not yet fsynced: survives a crash of the process; the next synced write (or
+    /// the OS) makes it durable.
+    Logged,
+    /// In memory until the engine flushes (or [`Engine::flush`]): only for state that can be
+    /// rebuilt after a crash, i.e. the state machine, which re-applies the raft log from the
+    /// last applied entry that reached disk. Saves a WAL write per applied request.
+    Unlogged,
+}
+
 /// An ordered key-value engine with column families and atomic batches.
 pub trait Engine: Send + Sync + 'static {
     /// The value at `key`, if any.
@@ -99,8 +113,11 @@ pub trait Engine: Send + Sync + 'static {
     /// The greatest key and its value, if the column family is not empty.
     fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
 
-    /// Applies `batch` atomically. With `sync`, the batch is on stable storage on return.
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+    /// Applies `batch` atomically, as durable as `durability` says.
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
+
+    /// Makes every earlier write durable, [`Durability::Unlogged`] ones included.
+    fn flush(&self) -> Result<()>;
 
     /// Visits every key of `cfs`, in order, all from one point-in-time view, while writes go on.
     fn scan_consistent(&self, cfs: &[Cf], visit: &mut Visitor<'_>) -> Result<()>;

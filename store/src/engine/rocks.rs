@@ -2,14 +2,17 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteOptions, DB};
 
-use super::{BatchOp, Engine, Scan, Visitor, WriteBatch};
+use super::{BatchOp, Durability, Engine, Scan, Visitor, WriteBatch};
 use crate::keys::Cf;
 use crate::{Error, Result};
 
 /// The RocksDB [`Engine`]: one database, one column family per [`Cf`].
 ///
-/// The raft log and the state machine share the database on purpose: they share one WAL, so a
-/// synced log append also makes every earlier (unsynced) state-machine batch durable.
+/// The raft log and the state machine share the database. State-machine writes skip the WAL
+/// ([`Durability::Unlogged`]); `atomic_flush` writes every column family's memtable out at
+/// one point, so after a crash the state machine on disk is whole as of some applied entry
+/// (its `last_applied` flushed with its data), and raft re-applies the log after it. The log
+/// is purged only behind a [`Engine::flush`], so the entries to re-apply are always there.
 pub struct RocksEngine {
     db: DB,
     /// Dropped right after `db` (fields drop in declaration order), so receivers learn that
@@ -31,6 +34,7 @@ impl RocksEngine {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
+        opts.set_atomic_flush(true);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| Error::Storage(format!("cannot open database in {}: {e}", dir.display())))?;
@@ -102,7 +106,7 @@ impl Engine for RocksEngine {
         Ok(None)
     }
 
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {
             match op {
@@ -112,8 +116,16 @@ impl Engine for RocksEngine {
             }
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
+        wo.set_sync(durability == Durability::Synced);
+        wo.disable_wal(durability == Durability::Unlogged);
         self.db.write_opt(wb, &wo).map_err(Error::storage)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let cfs: Vec<_> = Cf::ALL.iter().map(|cf| self.handle(*cf)).collect();
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cfs_opt(&cfs, &fo).map_err(Error::storage)
     }
 
     fn scan_consistent(&self, cfs: &[Cf], visit: &mut Visitor<'_>) -> Result<()> {

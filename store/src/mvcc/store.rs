@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::engine::{Engine, Scan, WriteBatch};
+use crate::engine::{Durability, Engine, Scan, WriteBatch};
 use crate::keys::{
     lease_key, parse_revision_key, parse_u64_key, revision_key, u64_key, Cf, META_COMPACT_REV, META_CURRENT_REV,
 };
@@ -196,7 +196,7 @@ impl<E: Engine> Mvcc<E> {
             Err(e) => {
                 let revision = state.current;
                 drop(state);
-                self.engine.write(batch, false)?;
+                self.engine.write(batch, Durability::Unlogged)?;
                 return Ok(Applied { response: Err(e), events: Vec::new(), revision });
             }
         };
@@ -226,11 +226,11 @@ impl<E: Engine> Mvcc<E> {
             // Readers fetch records while holding the shared lock: delete only while holding it
             // exclusively, so no read in flight can lose a record its index lookup promised.
             let mut state = self.write();
-            self.engine.write(batch, false)?;
+            self.engine.write(batch, Durability::Unlogged)?;
             commit(&mut state, &plan);
         } else {
             // The new records are invisible until the index names them; readers carry on.
-            self.engine.write(batch, false)?;
+            self.engine.write(batch, Durability::Unlogged)?;
             commit(&mut self.write(), &plan);
         }
         Ok(Applied { response: Ok(plan.response), events, revision })

@@ -8,7 +8,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 
 use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
-use crate::engine::{Engine, Scan, WriteBatch};
+use crate::engine::{Durability, Engine, Scan, WriteBatch};
 use crate::keys::{self, Cf};
 
 /// Raft log storage over an [`Engine`]. Cheap to clone: clones share the engine.
@@ -44,10 +44,10 @@ impl<E: Engine> LogStore<E> {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, durability: Durability) -> Result<(), StorageError> {
         let mut b = WriteBatch::default();
         b.put(Cf::RaftMeta, key, encode(v));
-        self.engine.write(b, sync).map_err(io_write)
+        self.engine.write(b, durability).map_err(io_write)
     }
 }
 
@@ -108,7 +108,7 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         // A vote must be durable before it is granted: fsync.
-        self.put_meta(keys::RAFT_VOTE, vote, true)
+        self.put_meta(keys::RAFT_VOTE, vote, Durability::Synced)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -116,8 +116,9 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Only lets a restart re-apply committed entries sooner; losing it is harmless.
-        self.put_meta(keys::RAFT_COMMITTED, &committed, false)
+        // Only lets a restart re-apply committed entries sooner; losing it is harmless, so it
+        // costs no WAL write (it changes with every replicated entry).
+        self.put_meta(keys::RAFT_COMMITTED, &committed, Durability::Unlogged)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -137,7 +138,7 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
         // survive kill -9. openraft 0.9's core waits for this callback before its next append,
         // so completing it from a separate group-commit thread would add latency, not batching:
         // batching comes from the core appending every entry that queued during the last fsync.
-        let res = self.engine.write(b, true).map_err(|e| std::io::Error::other(e.to_string()));
+        let res = self.engine.write(b, Durability::Synced).map_err(|e| std::io::Error::other(e.to_string()));
         let failed = res.as_ref().err().map(io_write);
         callback.log_io_completed(res);
         match failed {
@@ -150,13 +151,17 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
         let mut b = WriteBatch::default();
         b.delete_range(Cf::RaftLog, keys::u64_key(log_id.index), keys::u64_key(u64::MAX));
         b.delete(Cf::RaftLog, keys::u64_key(u64::MAX));
-        self.engine.write(b, true).map_err(io_write)
+        self.engine.write(b, Durability::Synced).map_err(io_write)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The state machine's writes skip the WAL: after a crash it is re-applied from the log
+        // from its last flushed entry, so those entries must stay until it is on disk past them.
+        // openraft purges only applied entries, so flushing now is enough.
+        self.engine.flush().map_err(io_write)?;
         let mut b = WriteBatch::default();
         b.put(Cf::RaftMeta, keys::RAFT_LAST_PURGED, encode(&log_id));
         b.delete_range(Cf::RaftLog, keys::u64_key(0), keys::u64_key(log_id.index + 1));
-        self.engine.write(b, false).map_err(io_write)
+        self.engine.write(b, Durability::Logged).map_err(io_write)
     }
 }

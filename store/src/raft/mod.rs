@@ -17,7 +17,9 @@ mod suite;
 pub use faults::{Dropped, LinkFault, LinkFaults};
 pub use log_store::LogStore;
 pub use network::{Network, PeerClients, PeerContacts};
-pub use state_machine::{parse_snapshot, AppliedEvents, CommandResponse, StateMachine, StateMachineHandle};
+pub use state_machine::{
+    parse_snapshot, AppliedEvents, CommandResponse, ForwardedWrites, StateMachine, StateMachineHandle, WriteOutcome,
+};
 
 use std::io::Cursor;
 

@@ -5,6 +5,7 @@
 //! its last written request (see [`Progress`]).
 
 use std::io::Cursor;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -12,10 +13,10 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, St
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use super::{decode, encode, Entry, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig};
-use crate::engine::{Engine, WriteBatch};
+use crate::engine::{Durability, Engine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::mvccpb::Event;
@@ -66,11 +67,71 @@ pub enum AppliedEvents {
 /// How many applied writes a watcher may fall behind before it must catch up from history.
 const EVENT_BUFFER: usize = 4096;
 
+/// The outcome of one write: its response and the revision after it.
+pub type WriteOutcome = Result<(ApplyResponse, i64)>;
+
+/// Writes this member forwarded to the leader, waiting for their outcome. Every member computes
+/// the same outcome when it applies an entry, so a forwarded write is answered by this member's
+/// own apply of it, found by its request id; the leader sends back only failures to propose.
+#[derive(Debug, Default)]
+pub struct ForwardedWrites {
+    waiting: Mutex<HashMap<u64, Waiting>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    /// The stream to the leader it went out on (see [`ForwardedWrites::fail_link`]).
+    link: u64,
+    reply: oneshot::Sender<WriteOutcome>,
+}
+
+impl ForwardedWrites {
+    /// Registers request `id`, about to be sent on stream `link`.
+    pub fn register(&self, id: u64, link: u64) -> oneshot::Receiver<WriteOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.waiting.lock().expect("forwarded writes lock poisoned").insert(id, Waiting { link, reply });
+        outcome
+    }
+
+    /// Answers request `id` if this member is waiting for it (a no-op otherwise).
+    pub fn resolve(&self, id: u64, outcome: impl FnOnce() -> WriteOutcome) {
+        let waiting = self.waiting.lock().expect("forwarded writes lock poisoned").remove(&id);
+        if let Some(w) = waiting {
+            // The caller may have timed out and gone: nothing to tell it then.
+            let _ = w.reply.send(outcome());
+        }
+    }
+
+    /// Stops waiting for request `id` (its caller gave up).
+    pub fn forget(&self, id: u64) {
+        self.waiting.lock().expect("forwarded writes lock poisoned").remove(&id);
+    }
+
+    /// Answers every write sent on stream `link` (or on any stream, with `None`) with `error`:
+    /// the stream broke, so whether they were proposed is unknown.
+    pub fn fail_link(&self, link: Option<u64>, error: &Error) {
+        let failed: Vec<Waiting> = {
+            let mut waiting = self.waiting.lock().expect("forwarded writes lock poisoned");
+            let ids: Vec<u64> =
+                waiting.iter().filter(|(_, w)| link.is_none_or(|l| w.link == l)).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| waiting.remove(id)).collect()
+        };
+        for w in failed {
+            let _ = w.reply.send(Err(error.clone()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.lock().expect("forwarded writes lock poisoned").is_empty()
+    }
+}
+
 /// The read side of the state machine, shared with the servers.
 pub struct StateMachineHandle<E: Engine> {
     mvcc: RwLock<Arc<Mvcc<E>>>,
     applied: Mutex<(Progress, StoredMembership)>,
     events: broadcast::Sender<Arc<AppliedEvents>>,
+    forwarded: Arc<ForwardedWrites>,
 }
 
 impl<E: Engine> std::fmt::Debug for StateMachineHandle<E> {
@@ -98,6 +159,11 @@ impl<E: Engine> StateMachineHandle<E> {
     /// The last applied membership.
     pub fn membership(&self) -> StoredMembership {
         self.applied.lock().expect("applied lock poisoned").1.clone()
+    }
+
+    /// Writes this member forwarded and waits to apply.
+    pub fn forwarded(&self) -> &Arc<ForwardedWrites> {
+        &self.forwarded
     }
 }
 
@@ -127,7 +193,12 @@ impl<E: Engine> StateMachine<E> {
         let membership: StoredMembership = read_meta(&*engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let handle =
-            Arc::new(StateMachineHandle { mvcc: RwLock::new(mvcc), applied: Mutex::new((progress, membership)), events });
+            Arc::new(StateMachineHandle {
+                mvcc: RwLock::new(mvcc),
+                applied: Mutex::new((progress, membership)),
+                events,
+                forwarded: Arc::default(),
+            });
         Ok(Self { engine, handle })
     }
 
@@ -142,14 +213,14 @@ impl<E: Engine> StateMachine<E> {
         let response = match entry.payload {
             EntryPayload::Blank => {
                 batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&done));
-                self.engine.write(batch, false)?;
+                self.engine.write(batch, Durability::Unlogged)?;
                 CommandResponse::default()
             }
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&done));
                 batch.put(Cf::Meta, keys::META_MEMBERSHIP, encode(&stored));
-                self.engine.write(batch, false)?;
+                self.engine.write(batch, Durability::Unlogged)?;
                 self.handle.applied.lock().expect("applied lock poisoned").1 = stored;
                 CommandResponse::default()
             }
@@ -170,7 +241,7 @@ impl<E: Engine> StateMachine<E> {
                 tracing::error!(index = log_id.index, error = %e, "undecodable raft entry skipped");
                 let mut batch = WriteBatch::default();
                 batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&Progress { applied: Some(log_id), partial: None }));
-                self.engine.write(batch, false)?;
+                self.engine.write(batch, Durability::Unlogged)?;
                 return Ok(CommandResponse::default());
             }
         };
@@ -188,7 +259,7 @@ impl<E: Engine> StateMachine<E> {
         if total == 0 {
             let mut batch = WriteBatch::default();
             batch.put(Cf::Meta, keys::META_LAST_APPLIED, encode(&Progress { applied: Some(log_id), partial: None }));
-            self.engine.write(batch, false)?;
+            self.engine.write(batch, Durability::Unlogged)?;
         }
         for (i, req) in requests.iter().enumerate().skip(already) {
             let progress = if i + 1 == total {
@@ -207,6 +278,10 @@ impl<E: Engine> StateMachine<E> {
                     .events
                     .send(Arc::new(AppliedEvents::Write { revision: applied.revision, events: applied.events }));
             }
+            if req.id != 0 && !self.handle.forwarded.is_empty() {
+                let (response, revision) = (&applied.response, applied.revision);
+                self.handle.forwarded.resolve(req.id, || response.clone().map(|r| (r, revision)));
+            }
             results.push((applied.response, applied.revision));
         }
         Ok(CommandResponse { results })
@@ -214,7 +289,7 @@ impl<E: Engine> StateMachine<E> {
 
     fn load(&mut self, data: &[u8]) -> Result<()> {
         let batch = parse_snapshot(data)?;
-        self.engine.write(batch, true)?;
+        self.engine.write(batch, Durability::Synced)?;
         let mvcc = Arc::new(Mvcc::open(self.engine.clone())?);
         let progress = read_progress(&*self.engine)?;
         let membership: StoredMembership = read_meta(&*self.engine, keys::META_MEMBERSHIP)?.unwrap_or_default();
@@ -222,6 +297,9 @@ impl<E: Engine> StateMachine<E> {
         *self.handle.applied.lock().expect("applied lock poisoned") = (progress, membership);
         // No receivers is fine: nobody is watching.
         let _ = self.handle.events.send(Arc::new(AppliedEvents::Replaced));
+        // Writes the snapshot covers will not be applied here one by one: their outcome is
+        // unknown to this member.
+        self.handle.forwarded.fail_link(None, &Error::LeaderChanged);
         Ok(())
     }
 }
@@ -346,7 +424,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let stored = StoredSnapshot { meta, data: dumped.data };
         let mut b = WriteBatch::default();
         b.put(Cf::RaftMeta, keys::RAFT_SNAPSHOT, encode(&stored));
-        self.engine.write(b, false).map_err(sm_err)?;
+        self.engine.write(b, Durability::Unlogged).map_err(sm_err)?;
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
@@ -386,7 +464,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         // the snapshot was built), so only the snapshot itself is recorded here.
         let mut b = WriteBatch::default();
         b.put(Cf::RaftMeta, keys::RAFT_SNAPSHOT, encode(&StoredSnapshot { meta: meta.clone(), data }));
-        self.engine.write(b, true).map_err(sm_err)?;
+        self.engine.write(b, Durability::Synced).map_err(sm_err)?;
         Ok(())
     }
 
@@ -405,6 +483,25 @@ mod tests {
     use super::*;
     use crate::engine::MemoryEngine;
 
+    #[tokio::test]
+    async fn forwarded_writes_are_answered_once_by_apply_or_by_a_broken_link() {
+        use crate::pb::etcdserverpb::PutResponse;
+        let writes = ForwardedWrites::default();
+        let applied = writes.register(1, 10);
+        let on_broken_link = writes.register(2, 10);
+        let on_other_link = writes.register(3, 11);
+        writes.resolve(1, || Ok((ApplyResponse::Put(PutResponse::default()), 5)));
+        // A second answer for the same id (the leader's failure after our apply) is dropped.
+        writes.resolve(1, || Err(Error::LeaderChanged));
+        assert_eq!(applied.await.unwrap(), Ok((ApplyResponse::Put(PutResponse::default()), 5)));
+        writes.fail_link(Some(10), &Error::LeaderChanged);
+        assert_eq!(on_broken_link.await.unwrap(), Err(Error::LeaderChanged));
+        assert!(!writes.is_empty(), "a write on another stream still waits");
+        writes.forget(3);
+        assert!(on_other_link.await.is_err(), "a forgotten write is never answered");
+        assert!(writes.is_empty());
+    }
+
     #[test]
     fn snapshots_round_trip_and_look_like_etcd_backups() {
         let engine = MemoryEngine::new();
@@ -412,13 +509,13 @@ mod tests {
         b.put(Cf::Kv, b"rev".to_vec(), b"record".to_vec());
         b.put(Cf::Lease, b"lease".to_vec(), b"ttl".to_vec());
         b.put(Cf::RaftLog, b"not-in-snapshot".to_vec(), b"x".to_vec());
-        engine.write(b, false).unwrap();
+        engine.write(b, Durability::Unlogged).unwrap();
         let snap = dump(&engine).unwrap().data;
         // What `etcdctl snapshot save` requires of a snapshot stream.
         assert_eq!(snap.len() % 512, 32);
         let batch = parse_snapshot(&snap).unwrap();
         let target = MemoryEngine::new();
-        target.write(batch, false).unwrap();
+        target.write(batch, Durability::Unlogged).unwrap();
         assert_eq!(target.get(Cf::Kv, b"rev").unwrap(), Some(b"record".to_vec()));
         assert_eq!(target.get(Cf::Lease, b"lease").unwrap(), Some(b"ttl".to_vec()));
         assert_eq!(target.get(Cf::RaftLog, b"not-in-snapshot").unwrap(), None);

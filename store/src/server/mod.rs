@@ -174,7 +174,7 @@ async fn wait_for_stop(mut stopped: signal::Receiver<bool>) {
 /// will found a new cluster: keys, revisions and leases are kept; raft history and membership
 /// start afresh.
 pub fn restore_into(data_dir: &std::path::Path, backup: &[u8]) -> Result<()> {
-    use crate::engine::{Engine, RocksEngine, WriteBatch};
+    use crate::engine::{Durability, Engine, RocksEngine, WriteBatch};
     use crate::keys::{self, Cf};
     let mut batch = crate::raft::parse_snapshot(backup)?;
     let mut reset = WriteBatch::default();
@@ -183,5 +183,5 @@ pub fn restore_into(data_dir: &std::path::Path, backup: &[u8]) -> Result<()> {
     batch.ops.extend(reset.ops);
     let db_dir = data_dir.join("db");
     std::fs::create_dir_all(&db_dir).map_err(|e| Error::Storage(format!("creating {}: {e}", db_dir.display())))?;
-    RocksEngine::open(&db_dir)?.write(batch, true)
+    RocksEngine::open(&db_dir)?.write(batch, Durability::Synced)
 }

@@ -18,17 +18,19 @@ use super::coalesce::Coalesced;
 use super::config::{ClusterState, StoreConfig};
 use super::forward;
 use super::lessor::Lessor;
-use crate::engine::{Engine, RocksEngine, WriteBatch};
+use crate::engine::{Durability, Engine, RocksEngine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
 use crate::pb::etcdserverpb::Member as PbMember;
 use crate::pb::etcdserverpb::{LeaseRevokeRequest, ResponseHeader};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::{
-    internal_request, membership_change, ClusterInfoRequest, InternalBatch, InternalRequest, ReadIndexRequest,
+    internal_request, membership_change, ClusterInfoRequest, InternalBatch, InternalRequest, ProposeFailure,
+    ReadIndexRequest,
 };
 use crate::raft::{
     Command, LogStore, Member, Network, NodeId, PeerClients, PeerContacts, Raft, StateMachine, StateMachineHandle,
+    WriteOutcome,
 };
 use crate::{Error, Result};
 
@@ -49,7 +51,42 @@ const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 struct Proposal {
     request: InternalRequest,
     size: usize,
-    reply: oneshot::Sender<Result<(ApplyResponse, i64)>>,
+    reply: Reply,
+}
+
+/// Where the leader sends a follower the writes it could not propose.
+pub type FailureSender = mpsc::UnboundedSender<std::result::Result<ProposeFailure, tonic::Status>>;
+
+/// Who waits for a proposal's outcome.
+enum Reply {
+    /// A caller on this member.
+    Local(oneshot::Sender<WriteOutcome>),
+    /// A follower, through its stream of forwarded writes: it learns a committed outcome by
+    /// applying the entry itself, so only failures to propose are sent.
+    Forwarded { id: u64, failures: FailureSender },
+}
+
+impl Reply {
+    /// The write was applied with `outcome`.
+    fn applied(self, outcome: WriteOutcome) {
+        if let Reply::Local(tx) = self {
+            // The caller may have timed out and gone: nothing to tell it then.
+            let _ = tx.send(outcome);
+        }
+    }
+
+    /// The write could not be proposed (or its fate is unknown).
+    fn fail(self, error: Error) {
+        match self {
+            Reply::Local(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            Reply::Forwarded { id, failures } => {
+                // A follower that went away has nobody to tell.
+                let _ = failures.send(Ok(ProposeFailure { id, error: crate::raft::encode(&error) }));
+            }
+        }
+    }
 }
 
 /// A running store member.
@@ -72,6 +109,8 @@ pub struct StoreNode {
     leader_read_index: Coalesced<u64>,
     stopping: watch::Sender<bool>,
     peers: Arc<PeerClients>,
+    /// Writes to the leader, as a follower.
+    forwarder: forward::Forwarder,
     /// When each peer last answered a raft message.
     contacts: Arc<PeerContacts>,
     /// Held while a membership change (or a leadership transfer) runs on the leader: openraft
@@ -187,6 +226,7 @@ impl StoreNode {
             joined_at,
             stopping: watch::channel(false).0,
             peers,
+            forwarder: forward::Forwarder::default(),
             contacts,
             membership_changes: tokio::sync::Mutex::new(()),
             ready: watch::channel(!joining).0,
@@ -261,24 +301,36 @@ impl StoreNode {
         let (response, revision) = match self.leader().await? {
             Leader::Me => self.propose_local(request).await?,
             Leader::Peer(leader_id, leader) => {
-                let mut client = self.peer(leader_id, &leader).await?;
-                let reply = client.propose(self.forwarded(request)).await.map_err(forward::unreachable)?;
-                forward::from_reply(reply.into_inner())?
+                if let Some(faults) = &self.config.faults {
+                    faults.pass(self.id, leader_id).await.map_err(|_| Error::LeaderChanged)?;
+                }
+                let writes = self.sm.forwarded();
+                let timeout = self.config.request_timeout;
+                self.forwarder.propose(writes, &self.peers, (leader_id, &leader), request, timeout).await?
             }
         };
         Ok((response, self.header(revision)))
     }
 
-    /// Proposes on this member, which must be the leader (else `NotLeader`): the forwarding
-    /// target for followers.
-    pub async fn propose_local(&self, request: InternalRequest) -> Result<(ApplyResponse, i64)> {
+    /// Proposes on this member, which must be the leader (else `LeaderChanged`).
+    async fn propose_local(&self, request: InternalRequest) -> Result<(ApplyResponse, i64)> {
         let size = request.encoded_len();
         let (reply, outcome) = oneshot::channel();
         let wait = async {
-            self.proposals.send(Proposal { request, size, reply }).await.map_err(|_| Error::Stopped)?;
+            self.proposals.send(Proposal { request, size, reply: Reply::Local(reply) }).await.map_err(|_| Error::Stopped)?;
             outcome.await.map_err(|_| Error::Stopped)?
         };
         tokio::time::timeout(self.config.request_timeout, wait).await.map_err(|_| Error::Timeout)?
+    }
+
+    /// Proposes a write a follower forwarded (the leader side of [`forward::Forwarder`]): only
+    /// a failure to propose it goes back on `failures`.
+    pub async fn propose_forwarded(&self, request: InternalRequest, failures: &FailureSender) {
+        let size = request.encoded_len();
+        let reply = Reply::Forwarded { id: request.id, failures: failures.clone() };
+        if let Err(mpsc::error::SendError(p)) = self.proposals.send(Proposal { request, size, reply }).await {
+            p.reply.fail(Error::Stopped);
+        }
     }
 
     /// Who serves leader-only work now: this member or a peer. Waits a few election timeouts
@@ -565,16 +617,15 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut pa
             Ok(written) => {
                 let mut results = written.data.results.into_iter();
                 for reply in replies {
-                    let result = results.next().unwrap_or_else(|| {
-                        (Err(Error::Storage("entry applied with fewer results than requests".into())), 0)
-                    });
-                    // The caller may have timed out and gone: nothing to tell it then.
-                    let _ = reply.send(result.0.map(|r| (r, result.1)));
+                    match results.next() {
+                        Some((outcome, revision)) => reply.applied(outcome.map(|r| (r, revision))),
+                        None => reply.fail(Error::Storage("entry applied with fewer results than requests".into())),
+                    }
                 }
             }
             Err(error) => {
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    reply.fail(error.clone());
                 }
             }
         }
@@ -601,7 +652,7 @@ async fn identity(engine: &RocksEngine, config: &StoreConfig) -> Result<(NodeId,
     let mut b = WriteBatch::default();
     b.put(Cf::RaftMeta, keys::RAFT_IDENTITY, crate::raft::encode(&(id, cluster_id)));
     b.put(Cf::RaftMeta, keys::RAFT_JOINED_AT, crate::raft::encode(&joined_at));
-    engine.write(b, true)?;
+    engine.write(b, Durability::Synced)?;
     Ok((id, cluster_id, joined_at))
 }
 

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::node::StoreNode;
 use crate::pb::etcdserverpb::{
@@ -12,7 +14,7 @@ use crate::pb::etcdserverpb::{
 use crate::pb::storepb::raft_peer_server::RaftPeer;
 use crate::pb::storepb::{
     CampaignReply, CampaignRequest, ClusterInfoReply, ClusterInfoRequest, InternalRequest, MembershipChange,
-    MembershipChangeReply, ProposeReply, RaftMessage, ReadIndexReply, ReadIndexRequest,
+    MembershipChangeReply, ProposeFailure, RaftMessage, ReadIndexReply, ReadIndexRequest,
 };
 use crate::raft::{decode, encode};
 use crate::Error;
@@ -60,9 +62,24 @@ impl RaftPeer for PeerService {
         Ok(Response::new(RaftMessage { data: encode(&result) }))
     }
 
-    async fn propose(&self, request: Request<InternalRequest>) -> Result<Response<ProposeReply>, Status> {
-        let outcome = self.node.propose_local(request.into_inner()).await;
-        Ok(Response::new(super::forward::to_reply(outcome)))
+    type ProposeStreamStream = UnboundedReceiverStream<Result<ProposeFailure, Status>>;
+
+    async fn propose_stream(
+        &self,
+        request: Request<Streaming<InternalRequest>>,
+    ) -> Result<Response<Self::ProposeStreamStream>, Status> {
+        let mut writes = request.into_inner();
+        let (failures, replies) = mpsc::unbounded_channel();
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            // In arrival order, so a follower's writes keep their order in the log.
+            while let Ok(Some(write)) = writes.message().await {
+                node.propose_forwarded(write, &failures).await;
+            }
+        });
+        // The reply stream ends once every write has been answered or committed: the proposals
+        // in flight hold the other senders.
+        Ok(Response::new(UnboundedReceiverStream::new(replies)))
     }
 
     async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
