@@ -40,6 +40,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How long a pod waits after its `failures`-th failed API call in a row: doubling from 1 s
+/// to 30 s; a conflict (already bound, being deleted) waits the longest at once, since the
+/// watch will show what happened and the pod then leaves the queue by itself.
+pub fn retry_after(failures: u32, conflict: bool) -> Duration {
+    if conflict {
+        return BACKOFF_MAX;
+    }
+    BACKOFF_FIRST
+        .saturating_mul(1 << failures.clamp(1, 6) - 1)
+        .min(BACKOFF_MAX)
+}
+
 /// What a watch event means to the loop.
 enum Signal {
     /// The initial list of this kind is in the cache.
@@ -175,9 +187,7 @@ impl Scheduler {
                 Err(e) => {
                     let entry = self.backoff.entry(uid).or_insert((0, now));
                     entry.0 += 1;
-                    let wait = BACKOFF_FIRST
-                        .saturating_mul(1 << entry.0.min(6).saturating_sub(1))
-                        .min(BACKOFF_MAX);
+                    let wait = retry_after(entry.0, e.is_conflict());
                     entry.1 = Instant::now() + wait;
                     due(entry.1);
                     if e.is_conflict() {
@@ -352,4 +362,41 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     tracing::info!("scheduler stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_calls_back_off_exponentially_up_to_a_bound_and_conflicts_wait_longest() {
+        let secs: Vec<u64> = (1..=7).map(|n| retry_after(n, false).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(retry_after(0, false), BACKOFF_FIRST);
+        assert_eq!(retry_after(u32::MAX, false), BACKOFF_MAX);
+        assert_eq!(retry_after(1, true), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn only_a_409_from_the_apiserver_is_a_conflict() {
+        let api = |code| Error::Api {
+            action: "binding",
+            pod: "ns/p".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure("already assigned", "Conflict").with_code(code),
+            )),
+        };
+        assert!(api(409).is_conflict());
+        assert!(!api(500).is_conflict());
+        let timeout = Error::Timeout {
+            action: "binding",
+            pod: "ns/p".into(),
+            after: CALL_TIMEOUT,
+        };
+        assert!(!timeout.is_conflict());
+        assert_eq!(
+            timeout.to_string(),
+            "binding pod ns/p: no answer within 10s"
+        );
+    }
 }
