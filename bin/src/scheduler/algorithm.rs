@@ -90,9 +90,9 @@ pub fn schedule(
 ) -> Result<String, FitError> {
     let mut reasons = BTreeMap::new();
     let mut feasible = Vec::new();
-    for (name, info) in nodes {
+    for info in nodes.values() {
         match filter::filter(pod, demand, info) {
-            Ok(()) => feasible.push((name.as_str(), score::score(demand, info))),
+            Ok(()) => feasible.push(info),
             Err(rs) => {
                 for r in rs {
                     *reasons.entry(r).or_insert(0) += 1;
@@ -100,7 +100,8 @@ pub fn schedule(
             }
         }
     }
-    score::best(feasible).map(str::to_string).ok_or(FitError {
+    let scored = score::score_all(pod, demand, &feasible);
+    score::best(scored).map(str::to_string).ok_or(FitError {
         nodes: nodes.len(),
         reasons,
     })

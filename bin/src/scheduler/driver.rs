@@ -48,7 +48,7 @@ pub fn retry_after(failures: u32, conflict: bool) -> Duration {
         return BACKOFF_MAX;
     }
     BACKOFF_FIRST
-        .saturating_mul(1 << failures.clamp(1, 6) - 1)
+        .saturating_mul(1 << (failures.clamp(1, 6) - 1))
         .min(BACKOFF_MAX)
 }
 
