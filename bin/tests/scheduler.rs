@@ -32,7 +32,8 @@ struct Cluster {
     child: Child,
     kubeconfig: PathBuf,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    /// Holds the data dir and log until the cluster is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -84,7 +85,7 @@ impl Cluster {
             child,
             kubeconfig,
             log,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -481,14 +482,17 @@ fn the_scheduler_runs_as_its_own_process_and_stops_on_sigterm() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(c.placements()["early"], "");
 
-    let log = c.dir.path().join("scheduler.log");
-    let mut scheduler = Command::new(FERROKUBE)
-        .args(["scheduler", "--kubeconfig", c.kubeconfig.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawning ferrokube scheduler");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("scheduler.log");
+    let mut scheduler = Process(
+        Command::new(FERROKUBE)
+            .args(["scheduler", "--kubeconfig", c.kubeconfig.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning ferrokube scheduler"),
+    );
     let bound = c.wait_for("the pod bound by ferrokube scheduler", |c| {
         Some(c.placements()).filter(|p| p["early"] == "only")
     });
@@ -500,17 +504,27 @@ fn the_scheduler_runs_as_its_own_process_and_stops_on_sigterm() {
     });
     assert_eq!(condition.2, "0/1 nodes are available: 1 Insufficient cpu.");
 
+    // Even with its apiserver gone (watches retrying), SIGTERM stops it promptly and cleanly.
+    drop(c);
+    std::thread::sleep(Duration::from_secs(1));
     let _ = Command::new("kill")
-        .args(["-TERM", &scheduler.id().to_string()])
+        .args(["-TERM", &scheduler.0.id().to_string()])
         .status();
-    let status = common::wait_exit(&mut scheduler, Duration::from_secs(10));
-    if status.is_none() {
-        let _ = scheduler.kill();
-        let _ = scheduler.wait();
-    }
-    let status = status
+    let status = common::wait_exit(&mut scheduler.0, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM\n{}", file_tail(&log, 3000)));
     assert!(status.success(), "{status:?}\n{}", file_tail(&log, 3000));
+}
+
+/// A child process killed (by PID) when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[test]

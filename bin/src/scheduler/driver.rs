@@ -193,6 +193,9 @@ impl Scheduler {
                     if e.is_conflict() {
                         // Bound by someone else or being deleted: the watch will show it.
                         tracing::info!(error = %e, "scheduler: pod changed under us; looking again in {wait:?}");
+                    } else if e.apiserver_unreachable() {
+                        tracing::warn!(error = %e, "scheduler: apiserver unreachable; next pass in {wait:?}");
+                        break;
                     } else {
                         tracing::warn!(error = %e, "scheduler: retrying in {wait:?}");
                     }
@@ -356,7 +359,11 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 due = None;
                 if pods_synced && nodes_synced {
-                    due = scheduler.pass(pod_cache.state(), node_cache.state()).await;
+                    // A pass may wait on the apiserver; shutdown does not wait for it.
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        next = scheduler.pass(pod_cache.state(), node_cache.state()) => due = next,
+                    }
                 }
             }
         }
@@ -394,6 +401,8 @@ mod tests {
             after: CALL_TIMEOUT,
         };
         assert!(!timeout.is_conflict());
+        assert!(timeout.apiserver_unreachable());
+        assert!(!api(409).apiserver_unreachable() && !api(500).apiserver_unreachable());
         assert_eq!(
             timeout.to_string(),
             "binding pod ns/p: no answer within 10s"

@@ -48,4 +48,16 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Api { source: kube::Error::Api(s), .. } if s.code == 409)
     }
+
+    /// No answer from the apiserver at all (timeout, connection refused, TLS): the other
+    /// pods' calls would fail the same way, so the pass stops.
+    pub fn apiserver_unreachable(&self) -> bool {
+        !matches!(
+            self,
+            Error::Api {
+                source: kube::Error::Api(_),
+                ..
+            }
+        )
+    }
 }
