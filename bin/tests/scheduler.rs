@@ -471,6 +471,41 @@ fn node_selectors_taints_readiness_and_cordons_are_honoured() {
             .filter(|n| !n.is_empty())
     });
     assert_eq!(n, "plain");
+
+    // A node that turns Ready (its kubelet would patch nodes/status) takes pods again.
+    let to_down = json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "down"}}});
+    c.create(&[pod("wants-down", "", to_down)]);
+    let condition = c.wait_for("wants-down unschedulable", |c| {
+        c.scheduled_condition("wants-down")
+            .filter(|(s, ..)| s == "False")
+    });
+    assert!(
+        condition
+            .2
+            .contains("1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }"),
+        "{condition:?}"
+    );
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
+    c.kubectl_ok(&[
+        "patch",
+        "node",
+        "down",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &ready.to_string(),
+    ]);
+    let n = c.wait_for("wants-down bound once its node is Ready", |c| {
+        Some(c.kubectl_ok(&[
+            "get",
+            "pod",
+            "wants-down",
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ]))
+        .filter(|n| !n.is_empty())
+    });
+    assert_eq!(n, "down");
 }
 
 #[test]

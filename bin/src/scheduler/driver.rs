@@ -71,7 +71,7 @@ enum Kind {
 fn signal<K>(kind: Kind, event: Result<watcher::Event<K>, watcher::Error>) -> Signal {
     match event {
         Ok(watcher::Event::InitDone) => Signal::Synced(kind),
-        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => Signal::Changed,
+        // Init/InitApply too: passes wait for InitDone, this only brings the next one closer.
         Ok(_) => Signal::Changed,
         Err(e) => {
             let what = if kind == Kind::Pods { "pods" } else { "nodes" };
