@@ -6,6 +6,7 @@
 
 mod cmd;
 mod controllers;
+mod scheduler;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Apiserver(cmd::apiserver::ApiserverArgs),
     /// Run the controllers (namespace) against the cluster a kubeconfig names.
     ControllerManager(cmd::controller_manager::ControllerManagerArgs),
+    /// Assign pending pods to nodes (kube-scheduler) in the cluster a kubeconfig names.
+    Scheduler(cmd::scheduler::SchedulerArgs),
 }
 
 fn init_logging(json: bool) {
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::ControllerManager(args) => cmd::controller_manager::run(args),
+        Command::Scheduler(args) => cmd::scheduler::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
