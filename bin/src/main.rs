@@ -6,6 +6,7 @@
 
 mod cmd;
 mod controllers;
+mod kubelet;
 
 use clap::{Parser, Subcommand};
 
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a single-node control plane: embedded store, apiserver and controller-manager.
-    Up(cmd::apiserver::ApiserverArgs),
+    Up(cmd::up::UpArgs),
     /// Run an etcd-compatible store member (etcd v3 gRPC API).
     Store(Box<cmd::store::StoreArgs>),
     /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
@@ -32,6 +33,8 @@ enum Command {
     Apiserver(cmd::apiserver::ApiserverArgs),
     /// Run the controllers (namespace) against the cluster a kubeconfig names.
     ControllerManager(cmd::controller_manager::ControllerManagerArgs),
+    /// Run the node agent: register the Node, run its pods as host processes.
+    Kubelet(cmd::kubelet::KubeletArgs),
 }
 
 fn init_logging(json: bool) {
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::ControllerManager(args) => cmd::controller_manager::run(args),
+        Command::Kubelet(args) => cmd::kubelet::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod apiserver;
 pub mod controller_manager;
+pub mod kubelet;
 pub mod store;
 pub mod up;
 
