@@ -231,7 +231,10 @@ fn up_runs_pods_on_its_node() {
         text.lines().any(|l| l.split_whitespace().take(2).eq([node.as_str(), "Ready"])).then_some(())
     });
     let labels = up.kubectl_ok(&["get", "node", &node, "-o", "jsonpath={.metadata.labels}"]);
-    assert!(labels.contains(&format!(r#""kubernetes.io/hostname":"{node}""#)) && labels.contains(r#""kubernetes.io/os":"linux""#), "{labels}");
+    assert!(
+        labels.contains(&format!(r#""kubernetes.io/hostname":"{node}""#)) && labels.contains(r#""kubernetes.io/os":"linux""#),
+        "{labels}"
+    );
     let info = up.kubectl_ok(&["get", "node", &node, "-o", "jsonpath={.status.nodeInfo.containerRuntimeVersion} {.status.capacity.pods}"]);
     assert_eq!(info, "process://ferrokube 110");
     let holder = up.kubectl_ok(&["get", "lease", &node, "-n", "kube-node-lease", "-o", "jsonpath={.spec.holderIdentity}"]);
@@ -261,7 +264,10 @@ fn up_runs_pods_on_its_node() {
 
     // Never: Failed with the exit code.
     up.wait_pod_field("fails", "{.status.phase}", "Failed");
-    let term = up.pod_field("fails", "{.status.containerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.terminated.reason}");
+    let term = up.pod_field(
+        "fails",
+        "{.status.containerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.terminated.reason}",
+    );
     assert_eq!(term, "3 Error");
 
     // OnFailure: restarted (after the 10 s back-off), and waiting in CrashLoopBackOff between.
@@ -313,7 +319,9 @@ fn a_restarted_kubelet_kills_the_processes_it_left() {
     up.kill9();
     assert!(alive(always) && alive(never), "SIGKILL of the kubelet leaves its processes running");
     up.spawn(&["--node-name", "e2e-restart"]);
-    poll("the left-over processes to be killed", WAIT, || (group_members(always).is_empty() && group_members(never).is_empty()).then_some(()));
+    poll("the left-over processes to be killed", WAIT, || {
+        (group_members(always).is_empty() && group_members(never).is_empty()).then_some(())
+    });
 
     up.wait_pod_field("never", "{.status.phase}", "Failed");
     assert_eq!(up.pod_field("never", "{.status.containerStatuses[0].state.terminated.reason}"), "ContainerStatusUnknown");

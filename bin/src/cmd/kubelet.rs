@@ -24,10 +24,8 @@ pub fn run(args: KubeletArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let client = crate::controllers::client_from_kubeconfig(&args.kubeconfig).await?;
-        let config = crate::kubelet::Config {
-            node_name: args.node_name.unwrap_or_else(crate::kubelet::node::hostname),
-            root_dir: args.root_dir,
-        };
+        let config =
+            crate::kubelet::Config { node_name: args.node_name.unwrap_or_else(crate::kubelet::node::hostname), root_dir: args.root_dir };
         crate::kubelet::run(client, config, async {
             let _ = super::wait_for_termination().await;
             tracing::info!("shutting down");

@@ -172,7 +172,12 @@ impl Step<'_> {
                 container_id: t.container_id.clone(),
             }
         };
-        Some(Observed { restart_count: old.restart_count, container_id: exit.container_id.clone(), state: RunState::Exited(exit), previous: None })
+        Some(Observed {
+            restart_count: old.restart_count,
+            container_id: exit.container_id.clone(),
+            state: RunState::Exited(exit),
+            previous: None,
+        })
     }
 
     /// Starts `c` if allowed: its status is then `waiting: ContainerCreating`, or
@@ -387,12 +392,8 @@ pub fn decide(pod: &Pod, observed: &HashMap<String, Observed>, host_ip: &str, no
     // Deletion: stop whatever runs; once nothing does, the pod can go.
     let mut delete_pod = false;
     if deleting {
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(spec.termination_grace_period_seconds)
-            .unwrap_or(DEFAULT_GRACE_SECONDS)
-            .max(0);
+        let grace =
+            pod.metadata.deletion_grace_period_seconds.or(spec.termination_grace_period_seconds).unwrap_or(DEFAULT_GRACE_SECONDS).max(0);
         let mut any_running = false;
         for c in init_specs.iter().chain(&spec.containers) {
             if observed.get(&c.name).is_some_and(Observed::is_running) {
@@ -409,13 +410,8 @@ pub fn decide(pod: &Pod, observed: &HashMap<String, Observed>, host_ip: &str, no
         old.phase.clone().unwrap_or_default()
     } else if init_failed && policy == "Never" {
         "Failed".into()
-    } else if !initialized {
-        if deleting && delete_pod {
-            "Failed".into()
-        } else {
-            "Pending".into()
-        }
-    } else if waiting_count > 0 {
+    } else if !initialized || waiting_count > 0 {
+        // Not started (yet): a deletion ends it as Failed.
         if deleting && delete_pod {
             "Failed".into()
         } else {

@@ -79,12 +79,21 @@ pub async fn run(client: Client, config: Config, shutdown: impl std::future::Fut
     let writer = reflector::store::Writer::<Pod>::default();
     let store = writer.as_reader();
     let housekeeping = tokio::spawn(sync::housekeeping(store.clone(), runtime.clone(), shutdown.clone()));
-    let pod_events = reflector::reflector(writer, watcher(pods, wc).default_backoff()).applied_objects().map_ok(|p| ObjectRef::from_obj(&p));
+    let pod_events =
+        reflector::reflector(writer, watcher(pods, wc).default_backoff()).applied_objects().map_ok(|p| ObjectRef::from_obj(&p));
     let runtime_events = events_rx.map(|k| Ok::<_, watcher::Error>(ObjectRef::<Pod>::new(&k.name).within(&k.namespace)));
     let queue = futures::stream::select(pod_events, runtime_events).take_until(shutdown.clone());
     let ctx = Arc::new(sync::Context { client, node_name: name.clone(), runtime: runtime.clone() });
     tracing::info!(node = %name, root_dir = %config.root_dir.display(), runtime = %runtime.version(), "kubelet running");
-    let pods_done = controller::applier(|pod, ctx| sync::reconcile(pod, ctx).boxed(), sync::error_policy, ctx, store, queue, controller::Config::default()).for_each(|r| {
+    let pods_done = controller::applier(
+        |pod, ctx| sync::reconcile(pod, ctx).boxed(),
+        sync::error_policy,
+        ctx,
+        store,
+        queue,
+        controller::Config::default(),
+    )
+    .for_each(|r| {
         if let Err(e) = r {
             tracing::debug!(error = %e, "pod worker");
         }

@@ -255,7 +255,13 @@ pub async fn ensure_lease_namespace(client: &Client) -> Result<(), Error> {
 }
 
 /// Beats every `HEARTBEAT` until `stop` resolves; failures are logged and retried.
-pub async fn heartbeat(client: Client, name: String, machine: MachineInfo, mut last: Option<NodeStatus>, stop: impl std::future::Future<Output = ()>) {
+pub async fn heartbeat(
+    client: Client,
+    name: String,
+    machine: MachineInfo,
+    mut last: Option<NodeStatus>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
@@ -296,7 +302,10 @@ mod tests {
     fn proc_and_etc_parsing() {
         assert_eq!(mem_total_kib("MemTotal:        8023412 kB\nMemFree: 1 kB\n"), Some(8023412));
         assert_eq!(mem_total_kib("MemFree: 1 kB\n"), None);
-        assert_eq!(pretty_name("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n").as_deref(), Some("Debian GNU/Linux 13 (trixie)"));
+        assert_eq!(
+            pretty_name("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n").as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
         assert_eq!(go_arch("x86_64"), "amd64");
         assert_eq!(go_arch("aarch64"), "arm64");
     }
