@@ -74,9 +74,11 @@ impl Drop for PodProcesses {
     }
 }
 
-/// One `ferrokube up` child process; dropping it stops it (SIGTERM, then SIGKILL, by PID).
+/// One `ferrokube up` (or `apiserver`) child process; dropping it stops it (SIGTERM, then
+/// SIGKILL, by PID).
 struct Up {
     child: Option<Child>,
+    subcommand: &'static str,
     kubeconfig: PathBuf,
     log: PathBuf,
     data: PathBuf,
@@ -86,9 +88,14 @@ struct Up {
 impl Up {
     /// `ferrokube up` on a fresh data dir and a free port.
     fn start(extra: &[&str]) -> Self {
+        Self::start_command("up", extra)
+    }
+
+    /// `ferrokube SUBCOMMAND` (`up` or `apiserver`) on a fresh data dir and a free port.
+    fn start_command(subcommand: &'static str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let mut up = Up { child: None, kubeconfig: data.join("kubeconfig"), log: dir.path().join("up.log"), data, _dir: dir };
+        let mut up = Up { child: None, subcommand, kubeconfig: data.join("kubeconfig"), log: dir.path().join("up.log"), data, _dir: dir };
         up.spawn(extra);
         up
     }
@@ -99,7 +106,7 @@ impl Up {
         let port = free_port().to_string();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(ferrokube());
-        cmd.args(["up", "--data-dir", self.data.to_str().unwrap(), "--secure-port", &port]).args(extra);
+        cmd.args([self.subcommand, "--data-dir", self.data.to_str().unwrap(), "--secure-port", &port]).args(extra);
         cmd.stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawning ferrokube up");
         let stdout = child.stdout.take().unwrap();
@@ -335,4 +342,58 @@ fn a_restarted_kubelet_kills_the_processes_it_left() {
     assert!(alive(again));
     up.terminate();
     assert!(group_members(again).is_empty());
+}
+
+/// `ferrokube kubelet` as its own process against `ferrokube apiserver` (no kubelet of its
+/// own): it registers the node it is told, runs a pod with field references in its
+/// environment, and SIGTERM stops it and the pod's process.
+#[test]
+fn kubelet_command_joins_a_separate_apiserver() {
+    let api = Up::start_command("apiserver", &[]);
+    let mut procs = PodProcesses::default();
+    let root = api.data.parent().unwrap().join("kubelet-root");
+    let log = api.data.parent().unwrap().join("kubelet.log");
+    let mut cmd = Command::new(ferrokube());
+    cmd.args(["kubelet", "--kubeconfig", api.kubeconfig.to_str().unwrap(), "--node-name", "solo", "--root-dir", root.to_str().unwrap()]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+    let mut kubelet = cmd.spawn().expect("spawning ferrokube kubelet");
+    let guard = KillOnDrop(kubelet.id());
+
+    poll("node solo to be Ready", WAIT, || {
+        let s = api.kubectl(&["get", "node", "solo", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], None);
+        (String::from_utf8_lossy(&s.stdout) == "True").then_some(())
+    });
+    api.apply(
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "env", "labels": {"app": "demo"}},
+            "spec": {"nodeName": "solo", "containers": [{"name": "main", "image": "busybox",
+              "command": ["sh", "-c", "echo $POD in $NS at $IP for $(APP); sleep 3600"],
+              "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                      {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                      {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                      {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}]}]}}"#,
+    );
+    api.wait_pod_field("env", "{.status.phase}", "Running");
+    let pid = procs.track(api.container_pid("env"));
+    let uid = api.pod_field("env", "{.metadata.uid}");
+    let pod_log = root.join("pods").join(uid).join("main.log");
+    poll("the pod's greeting in its log", WAIT, || {
+        std::fs::read_to_string(&pod_log).ok().filter(|l| l.contains("env in default at 127.0.0.1 for demo"))
+    });
+
+    let _ = Command::new("kill").args(["-TERM", &kubelet.id().to_string()]).status();
+    let status = wait_exit(&mut kubelet, WAIT).unwrap_or_else(|| panic!("kubelet ignored SIGTERM:\n{}", file_tail(&log, 3000)));
+    assert!(status.success(), "kubelet exited with {status:?}:\n{}", file_tail(&log, 3000));
+    drop(guard);
+    assert!(group_members(pid).is_empty(), "the pod's processes outlived the kubelet");
+}
+
+/// Kills a child by PID when dropped (a test that fails half-way leaves nothing running).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
 }

@@ -57,8 +57,8 @@ struct Record {
     observed: Observed,
     /// PID of the running instance's process (= its process group).
     pid: Option<u32>,
-    /// A stop was asked for the running instance.
-    killing: bool,
+    /// When the running instance, asked to stop, gets SIGKILL.
+    kill_deadline: Option<tokio::time::Instant>,
 }
 
 /// What a state file holds (times as Unix seconds).
@@ -213,7 +213,7 @@ impl ProcessRuntime {
                             previous: saved.previous.as_ref().map(Exit::from),
                         },
                         pid: None,
-                        killing: false,
+                        kill_deadline: None,
                     },
                 );
             }
@@ -311,7 +311,7 @@ impl ProcessRuntime {
                 }
                 record.observed.state = RunState::Exited(exit);
                 record.pid = None;
-                record.killing = false;
+                record.kill_deadline = None;
                 rt.persist(&pod, &container, record);
             }
             let _ = rt.events.unbounded_send(pod);
@@ -383,7 +383,7 @@ impl Runtime for ProcessRuntime {
                         previous,
                     },
                     pid: Some(pid),
-                    killing: false,
+                    kill_deadline: None,
                 }
             }
             Err(message) => {
@@ -403,7 +403,7 @@ impl Runtime for ProcessRuntime {
                         previous,
                     },
                     pid: None,
-                    killing: false,
+                    kill_deadline: None,
                 }
             }
         };
@@ -416,15 +416,19 @@ impl Runtime for ProcessRuntime {
     }
 
     fn kill(&self, pod_uid: &str, container: &str, grace: Duration) {
-        let pid = {
+        let deadline = tokio::time::Instant::now() + grace;
+        let (pid, first) = {
             let mut state = self.state.lock().unwrap();
             let Some(record) = state.get_mut(pod_uid).and_then(|e| e.containers.get_mut(container)) else { return };
-            match record.pid {
-                Some(pid) if !record.killing => {
-                    record.killing = true;
-                    pid
+            let Some(pid) = record.pid else { return };
+            match record.kill_deadline {
+                // Already stopping, at least as soon: a repeated request.
+                Some(d) if d <= deadline => return,
+                // First request, or a shorter grace period (a second delete) than before.
+                previous => {
+                    record.kill_deadline = Some(deadline);
+                    (pid, previous.is_none())
                 }
-                _ => return,
             }
         };
         tracing::info!(pid, container, grace_seconds = grace.as_secs(), "stopping container");
@@ -432,7 +436,9 @@ impl Runtime for ProcessRuntime {
             signal_group(pid, libc::SIGKILL);
             return;
         }
-        signal_group(pid, libc::SIGTERM);
+        if first {
+            signal_group(pid, libc::SIGTERM);
+        }
         let rt = self.clone();
         tokio::spawn(async move {
             if !rt.wait_gone(&[pid], grace).await {
@@ -555,6 +561,9 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        rt.kill("uid-1", "c", Duration::from_secs(60));
+        rt.kill("uid-1", "c", Duration::from_secs(90));
+        // A shorter grace period (a second delete) shortens the first one.
         rt.kill("uid-1", "c", Duration::from_millis(300));
         let exit = wait_exit(&rt, "c").await;
         assert_eq!(exit.exit_code, 137, "SIGKILL after the grace period");

@@ -112,7 +112,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// instance (reason `StartError`), not returned.
     fn start(&self, pod: &PodKey, container: &str, restart_count: i32, launch: &Launch);
     /// Asks a running container to stop: SIGTERM (or the runtime's equivalent), and a hard
-    /// kill after `grace`. Idempotent while the stop is under way.
+    /// kill after `grace`. Repeating it while the stop is under way changes nothing, unless
+    /// the new grace period ends sooner.
     fn kill(&self, pod_uid: &str, container: &str, grace: Duration);
     /// Kills whatever still runs of the pod (bounded) and forgets it, files included.
     fn remove_pod(&self, pod_uid: &str) -> BoxFuture<'static, ()>;
