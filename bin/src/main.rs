@@ -1,7 +1,7 @@
-//! `ferrokube`: the control plane's command. Today: `ferrokube up` (store, apiserver and
-//! controller-manager in one process), `ferrokube store` (an etcd-compatible store member),
+//! `ferrokube`: the control plane's command. Today: `ferrokube up` (store, apiserver,
+//! controller-manager and kubelet in one process), `ferrokube store` (an etcd-compatible store member),
 //! `ferrokube store-restore` (load a backup into a fresh data dir), `ferrokube apiserver` (the
-//! Kubernetes API over HTTPS) and `ferrokube controller-manager`.
+//! Kubernetes API over HTTPS), `ferrokube controller-manager` and `ferrokube kubelet`.
 #![deny(clippy::all)]
 
 mod cmd;
@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a single-node control plane: embedded store, apiserver and controller-manager.
+    /// Start a single-node cluster: embedded store, apiserver, controller-manager and kubelet.
     Up(cmd::up::UpArgs),
     /// Run an etcd-compatible store member (etcd v3 gRPC API).
     Store(Box<cmd::store::StoreArgs>),
