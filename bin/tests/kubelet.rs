@@ -345,8 +345,8 @@ fn a_restarted_kubelet_kills_the_processes_it_left() {
 }
 
 /// `ferrokube kubelet` as its own process against `ferrokube apiserver` (no kubelet of its
-/// own): it registers the node it is told, runs a pod with field references in its
-/// environment, and SIGTERM stops it and the pod's process.
+/// own): it registers the node it is told, runs a pod's init container then its container
+/// with field references in its environment, and SIGTERM stops it and the pod's process.
 #[test]
 fn kubelet_command_joins_a_separate_apiserver() {
     let api = Up::start_command("apiserver", &[]);
@@ -365,7 +365,9 @@ fn kubelet_command_joins_a_separate_apiserver() {
     });
     api.apply(
         r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "env", "labels": {"app": "demo"}},
-            "spec": {"nodeName": "solo", "containers": [{"name": "main", "image": "busybox",
+            "spec": {"nodeName": "solo",
+              "initContainers": [{"name": "setup", "image": "busybox", "command": ["sh", "-c", "echo setting up"]}],
+              "containers": [{"name": "main", "image": "busybox",
               "command": ["sh", "-c", "echo $POD in $NS at $IP for $(APP); sleep 3600"],
               "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                       {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -379,6 +381,11 @@ fn kubelet_command_joins_a_separate_apiserver() {
     poll("the pod's greeting in its log", WAIT, || {
         std::fs::read_to_string(&pod_log).ok().filter(|l| l.contains("env in default at 127.0.0.1 for demo"))
     });
+    // The init container ran first, to completion.
+    assert_eq!(api.pod_field("env", "{.status.initContainerStatuses[0].state.terminated.reason}"), "Completed");
+    assert_eq!(api.pod_field("env", "{.status.conditions[?(@.type=='Initialized')].status}"), "True");
+    let setup_log = std::fs::read_to_string(pod_log.with_file_name("setup.log")).unwrap_or_default();
+    assert_eq!(setup_log.trim(), "setting up");
 
     let _ = Command::new("kill").args(["-TERM", &kubelet.id().to_string()]).status();
     let status = wait_exit(&mut kubelet, WAIT).unwrap_or_else(|| panic!("kubelet ignored SIGTERM:\n{}", file_tail(&log, 3000)));
