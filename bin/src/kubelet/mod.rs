@@ -62,13 +62,21 @@ pub async fn run(client: Client, config: Config, shutdown: impl std::future::Fut
     );
     let machine = node::MachineInfo::read(&config.root_dir, runtime.version());
     let name = config.node_name.clone();
-    if let Err(e) = node::ensure_lease_namespace(&client).await {
-        tracing::warn!(error = %e, "cannot ensure the {} namespace; leases will be retried", node::LEASE_NAMESPACE);
-    }
-    let first = match node::beat(&client, &name, &machine, None).await {
-        Ok(status) => Some(status),
-        Err(e) => {
+    let registration = async {
+        if let Err(e) = node::ensure_lease_namespace(&client).await {
+            tracing::warn!(error = %e, "cannot ensure the {} namespace; leases will be retried", node::LEASE_NAMESPACE);
+        }
+        node::beat(&client, &name, &machine, None).await
+    };
+    // The heartbeat retries a registration that fails or hangs here.
+    let first = match tokio::time::timeout(node::HEARTBEAT, registration).await {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(e)) => {
             tracing::warn!(node = %name, error = %e, "node registration failed; retrying");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(node = %name, "node registration timed out; retrying");
             None
         }
     };

@@ -268,9 +268,14 @@ pub async fn heartbeat(
             _ = &mut stop => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        match beat(&client, &name, &machine, last.as_ref()).await {
-            Ok(status) => last = Some(status),
-            Err(e) => tracing::warn!(node = %name, error = %e, "node heartbeat failed; retrying"),
+        // A stuck apiserver must neither delay shutdown nor pile up beats.
+        tokio::select! {
+            _ = &mut stop => return,
+            r = tokio::time::timeout(HEARTBEAT, beat(&client, &name, &machine, last.as_ref())) => match r {
+                Ok(Ok(status)) => last = Some(status),
+                Ok(Err(e)) => tracing::warn!(node = %name, error = %e, "node heartbeat failed; retrying"),
+                Err(_) => tracing::warn!(node = %name, "node heartbeat timed out; retrying"),
+            },
         }
     }
 }
