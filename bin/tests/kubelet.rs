@@ -300,6 +300,21 @@ fn up_runs_pods_on_its_node() {
     let out = up.kubectl(&["get", "pod", "sleeper"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", show(&out));
 
+    // Deleting a namespace: the namespace controller deletes its pods gracefully, the kubelet
+    // stops and removes them, then the namespace goes.
+    up.kubectl_ok(&["create", "namespace", "doomed"]);
+    let doomed = pod_manifest("inside", &node, "Always", "sleep 3600")
+        .replace(r#""name": "inside"}"#, r#""name": "inside", "namespace": "doomed"}"#);
+    up.apply(&doomed);
+    let path = "jsonpath={.status.containerStatuses[0].containerID}";
+    let pid = poll("the pod in the namespace to run", WAIT, || {
+        let out = up.kubectl(&["get", "pod", "inside", "-n", "doomed", "-o", path], None);
+        String::from_utf8_lossy(&out.stdout).strip_prefix("process://").and_then(|p| p.parse::<u32>().ok())
+    });
+    let inside = procs.track(pid);
+    up.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=30s"]);
+    assert!(group_members(inside).is_empty(), "the namespace's pod process outlived it");
+
     // Stopping `up` stops the pods' processes.
     up.apply(&pod_manifest("sleeper2", &node, "Always", "sleep 3600"));
     up.wait_pod_field("sleeper2", "{.status.phase}", "Running");
