@@ -5,6 +5,10 @@
 //! one before it (for `lastState`) and how often the container was restarted. It decides
 //! nothing: the lifecycle state machine (`lifecycle.rs`) reads these observations and returns
 //! the starts and kills the driver asks the runtime for.
+//!
+//! No method blocks: a runtime whose calls are remote (CRI over gRPC) answers `observe` from
+//! a cache its own task refreshes (as the kubelet's PLEG does) and starts and stops
+//! containers in tasks of its own, reporting changes on the event channel.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
