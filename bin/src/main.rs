@@ -1,12 +1,13 @@
-//! `ferrokube`: the control plane's command. Today: `ferrokube up` (store, apiserver and
-//! controller-manager in one process), `ferrokube store` (an etcd-compatible store member),
+//! `ferrokube`: the control plane's command. Today: `ferrokube up` (store, apiserver,
+//! controller-manager and kubelet in one process), `ferrokube store` (an etcd-compatible store member),
 //! `ferrokube store-restore` (load a backup into a fresh data dir), `ferrokube apiserver` (the
-//! Kubernetes API over HTTPS) and `ferrokube controller-manager`.
+//! Kubernetes API over HTTPS), `ferrokube controller-manager` and `ferrokube kubelet`.
 #![deny(clippy::all)]
 
 mod cmd;
 mod controllers;
 mod scheduler;
+mod kubelet;
 
 use clap::{Parser, Subcommand};
 
@@ -23,8 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a single-node control plane: embedded store, apiserver and controller-manager.
-    Up(cmd::apiserver::ApiserverArgs),
+    /// Start a single-node cluster: embedded store, apiserver, controller-manager and kubelet.
+    Up(cmd::up::UpArgs),
     /// Run an etcd-compatible store member (etcd v3 gRPC API).
     Store(Box<cmd::store::StoreArgs>),
     /// Create a data dir from a `Maintenance.Snapshot` backup (e.g. `etcdctl snapshot save`).
@@ -35,6 +36,8 @@ enum Command {
     ControllerManager(cmd::controller_manager::ControllerManagerArgs),
     /// Assign pending pods to nodes (kube-scheduler) in the cluster a kubeconfig names.
     Scheduler(cmd::scheduler::SchedulerArgs),
+    /// Run the node agent: register the Node, run its pods as host processes.
+    Kubelet(cmd::kubelet::KubeletArgs),
 }
 
 fn init_logging(json: bool) {
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Apiserver(args) => cmd::apiserver::run(args),
         Command::ControllerManager(args) => cmd::controller_manager::run(args),
         Command::Scheduler(args) => cmd::scheduler::run(args),
+        Command::Kubelet(args) => cmd::kubelet::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod apiserver;
 pub mod controller_manager;
 pub mod scheduler;
+pub mod kubelet;
 pub mod store;
 pub mod up;
 

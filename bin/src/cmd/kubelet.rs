@@ -1,0 +1,35 @@
+//! `ferrokube kubelet`: the node agent, against any apiserver a kubeconfig names.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+/// Flags of `ferrokube kubelet` (kubelet's names).
+#[derive(Debug, Args)]
+pub struct KubeletArgs {
+    /// The kubeconfig of the cluster to join (e.g. the one `ferrokube apiserver` writes).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The Node's name; the machine's hostname (lowercased) by default.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Where pods' logs, working directories and runtime state live.
+    #[arg(long, default_value = "ferrokube-kubelet")]
+    root_dir: PathBuf,
+}
+
+/// Runs the kubelet until SIGTERM or Ctrl-C, then stops its pods' processes.
+pub fn run(args: KubeletArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = crate::controllers::client_from_kubeconfig(&args.kubeconfig).await?;
+        let config =
+            crate::kubelet::Config { node_name: args.node_name.unwrap_or_else(crate::kubelet::node::hostname), root_dir: args.root_dir };
+        crate::kubelet::run(client, config, async {
+            let _ = super::wait_for_termination().await;
+            tracing::info!("shutting down");
+        })
+        .await
+    })
+}
