@@ -1,8 +1,10 @@
 //! The controller-manager: controllers that act through the Kubernetes API (kube-rs' client,
 //! watcher and controller runner), as kube-controller-manager does. Today: the namespace
-//! controller.
+//! controller, the ReplicaSet controller.
 
 pub mod namespace;
+pub mod objects;
+pub mod replicaset;
 
 use std::path::Path;
 
@@ -20,5 +22,10 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client>
 
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(client: kube::Client, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    namespace::run(client, shutdown).await;
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    futures::join!(
+        namespace::run(client.clone(), shutdown.clone()),
+        replicaset::run(client.clone(), shutdown.clone()),
+    );
 }
