@@ -108,3 +108,74 @@ fn replicaset_on_its_own() {
     up.kubectl_ok(&["delete", "rs", "solo"]);
     wait_pods(&up, "default", "app=solo", 0);
 }
+
+/// The garbage collector covers every kind (here ConfigMaps owning a Secret and a ConfigMap),
+/// keeps a dependent while one of its owners is left, and honours the `orphan` and
+/// `foregroundDeletion` finalizers when a client puts them on the owner.
+#[test]
+fn garbage_collector_any_kind_and_deletion_finalizers() {
+    let up = Up::start();
+    let create_owner = |name: &str, finalizers: &str| -> String {
+        let manifest = up.dir.path().join(format!("{name}.json"));
+        let body = format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{name}", "finalizers": [{finalizers}]}}}}"#
+        );
+        std::fs::write(&manifest, body).unwrap();
+        up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+        up.kubectl_ok(&["get", "configmap", name, "-o", "jsonpath={.metadata.uid}"])
+    };
+    let create_dependent = |kind: &str, name: &str, owners: &[(&str, &str)]| {
+        let refs: Vec<String> = owners
+            .iter()
+            .map(|(owner, uid)| {
+                format!(
+                    r#"{{"apiVersion": "v1", "kind": "ConfigMap", "name": "{owner}", "uid": "{uid}", "blockOwnerDeletion": true}}"#
+                )
+            })
+            .collect();
+        let manifest = up.dir.path().join(format!("{kind}-{name}.json"));
+        let body = format!(
+            r#"{{"apiVersion": "v1", "kind": "{kind}", "metadata": {{"name": "{name}", "ownerReferences": [{}]}}}}"#,
+            refs.join(",")
+        );
+        std::fs::write(&manifest, body).unwrap();
+        up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    };
+    let gone = |what: &str, kind: &str, name: &str| {
+        up.wait_for(what, CONVERGE, || {
+            let out = up.kubectl(&["get", kind, name]);
+            if String::from_utf8_lossy(&out.stderr).contains("NotFound") { Ok(()) } else { Err(common::show(&out)) }
+        })
+    };
+
+    // Background: a Secret owned by a ConfigMap goes with it; one with a second owner stays,
+    // without the reference to the deleted owner.
+    let a = create_owner("owner-a", "");
+    let b = create_owner("owner-b", "");
+    create_dependent("Secret", "only-a", &[("owner-a", &a)]);
+    create_dependent("ConfigMap", "a-and-b", &[("owner-a", &a), ("owner-b", &b)]);
+    // An owner reference to an object that never existed (dangling from the start) goes too.
+    create_dependent("ConfigMap", "dangling", &[("no-such-owner", "00000000-0000-0000-0000-000000000000")]);
+    up.kubectl_ok(&["delete", "configmap", "owner-a"]);
+    gone("the secret owned by owner-a to be collected", "secret", "only-a");
+    gone("the configmap with a dangling owner reference to be collected", "configmap", "dangling");
+    up.wait_for("a-and-b to lose its reference to owner-a only", CONVERGE, || {
+        let refs = up.kubectl_ok(&["get", "configmap", "a-and-b", "-o", "jsonpath={.metadata.ownerReferences[*].name}"]);
+        if refs == "owner-b" { Ok(()) } else { Err(refs) }
+    });
+
+    // Orphan: the dependent stays, without its reference; then the owner's deletion completes.
+    let o = create_owner("owner-o", r#""orphan""#);
+    create_dependent("Secret", "orphaned", &[("owner-o", &o)]);
+    up.kubectl_ok(&["delete", "configmap", "owner-o", "--wait=false"]);
+    gone("owner-o, once its dependents are orphaned", "configmap", "owner-o");
+    let refs = up.kubectl_ok(&["get", "secret", "orphaned", "-o", "jsonpath={.metadata.ownerReferences}"]);
+    assert_eq!(refs.trim(), "", "the orphaned secret keeps no reference to its deleted owner");
+
+    // Foreground: the dependent goes first, then the owner.
+    let f = create_owner("owner-f", r#""foregroundDeletion""#);
+    create_dependent("Secret", "blocking", &[("owner-f", &f)]);
+    up.kubectl_ok(&["delete", "configmap", "owner-f", "--wait=false"]);
+    gone("the blocking dependent of a foreground deletion", "secret", "blocking");
+    gone("owner-f after its dependents", "configmap", "owner-f");
+}

@@ -64,11 +64,6 @@ pub fn seconds_until_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp
     Some((since.as_second() + i64::from(min_ready_seconds) - now.as_second()).max(0))
 }
 
-/// Whether the pod has been ready for at least `min_ready_seconds`.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
-    seconds_until_available(pod, min_ready_seconds, now) == Some(0)
-}
-
 /// Records a core/v1 Event about `obj` (what `kubectl describe` shows). Failing to record is
 /// logged, never an error of the caller: events are informational.
 pub async fn record_event<K: Resource<DynamicType = ()>>(
@@ -141,7 +136,6 @@ pub(crate) mod test_pods {
         assert_eq!(seconds_until_available(&ready, 0, now), Some(0));
         assert_eq!(seconds_until_available(&ready, 10, now), Some(0));
         assert_eq!(seconds_until_available(&ready, 15, now), Some(5));
-        assert!(!is_available(&ready, 15, now));
         let not_ready = pod("b", "Running", "n", None, 0, 900);
         assert_eq!(seconds_until_available(&not_ready, 0, now), None);
         assert!(is_active(&not_ready));
