@@ -92,7 +92,11 @@ fn replicaset_on_its_own() {
             && st["availableReplicas"] == 3
             && st["fullyLabeledReplicas"] == 3
             && st["observedGeneration"] == rs["metadata"]["generation"];
-        if ok { Ok(()) } else { Err(st.to_string()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(st.to_string())
+        }
     });
 
     // An orphan that matches is adopted, and one too many is then deleted: the not-ready orphan
@@ -101,7 +105,11 @@ fn replicaset_on_its_own() {
     up.wait_for("the orphan to be adopted, then deleted as the extra pod", CONVERGE, || {
         let pods = active(up.items("pods", "default", Some("app=solo")));
         let names: Vec<String> = pods.iter().map(name).collect();
-        if pods.len() == 3 && !names.contains(&"stray".to_string()) { Ok(()) } else { Err(format!("{names:?}")) }
+        if pods.len() == 3 && !names.contains(&"stray".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
     });
 
     // Deleting the ReplicaSet (kubectl's default: background propagation) takes its pods along.
@@ -144,7 +152,11 @@ fn garbage_collector_any_kind_and_deletion_finalizers() {
     let gone = |what: &str, kind: &str, name: &str| {
         up.wait_for(what, CONVERGE, || {
             let out = up.kubectl(&["get", kind, name]);
-            if String::from_utf8_lossy(&out.stderr).contains("NotFound") { Ok(()) } else { Err(common::show(&out)) }
+            if String::from_utf8_lossy(&out.stderr).contains("NotFound") {
+                Ok(())
+            } else {
+                Err(common::show(&out))
+            }
         })
     };
 
@@ -161,7 +173,11 @@ fn garbage_collector_any_kind_and_deletion_finalizers() {
     gone("the configmap with a dangling owner reference to be collected", "configmap", "dangling");
     up.wait_for("a-and-b to lose its reference to owner-a only", CONVERGE, || {
         let refs = up.kubectl_ok(&["get", "configmap", "a-and-b", "-o", "jsonpath={.metadata.ownerReferences[*].name}"]);
-        if refs == "owner-b" { Ok(()) } else { Err(refs) }
+        if refs == "owner-b" {
+            Ok(())
+        } else {
+            Err(refs)
+        }
     });
 
     // Orphan: the dependent stays, without its reference; then the owner's deletion completes.
@@ -178,4 +194,135 @@ fn garbage_collector_any_kind_and_deletion_finalizers() {
     up.kubectl_ok(&["delete", "configmap", "owner-f", "--wait=false"]);
     gone("the blocking dependent of a foreground deletion", "secret", "blocking");
     gone("owner-f after its dependents", "configmap", "owner-f");
+}
+
+/// The ReplicaSets a Deployment controls: (name, spec.replicas, revision annotation, template
+/// hash label).
+fn deployment_replicasets(up: &Up, deploy_uid: &str) -> Vec<(String, i64, String, String)> {
+    let mut found: Vec<(String, i64, String, String)> = up
+        .items("rs", "default", None)
+        .into_iter()
+        .filter(|rs| controller_of(rs).is_some_and(|(kind, _, uid, _)| kind == "Deployment" && uid == deploy_uid))
+        .map(|rs| {
+            (
+                name(&rs),
+                rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or("").to_string(),
+                rs["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `kubectl create deployment`, scale, pod replacement, `rollout status`, `set image` rolling
+/// to a new ReplicaSet within maxSurge, and `delete deployment` collecting everything.
+#[test]
+fn deployment_create_scale_roll_out_and_delete() {
+    let up = Up::start();
+    up.kubectl_ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    let d = up.get_json(&["deployment", "web"]);
+    let d_uid = d["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // One ReplicaSet, named after the template hash, revision 1, owning 3 pods.
+    let (rs1, hash1) = up.wait_for("the first ReplicaSet at 3 replicas", CONVERGE, || {
+        let rss = deployment_replicasets(&up, &d_uid);
+        match rss.as_slice() {
+            [(n, 3, rev, hash)] if rev == "1" && *n == format!("web-{hash}") => Ok((n.clone(), hash.clone())),
+            _ => Err(format!("{rss:?}")),
+        }
+    });
+    let rs1_json = up.get_json(&["rs", &rs1]);
+    let rs1_uid = rs1_json["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(rs1_json["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash1.as_str());
+    let pods = wait_pods(&up, "default", "app=web", 3);
+    for p in &pods {
+        assert_eq!(controller_of(p), Some(("ReplicaSet".into(), rs1.clone(), rs1_uid.clone(), true)), "{p}");
+        assert_eq!(p["metadata"]["labels"]["pod-template-hash"], hash1.as_str());
+    }
+
+    // kubectl scale, both ways.
+    up.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    wait_pods(&up, "default", "app=web", 5);
+    up.kubectl_ok(&["scale", "deployment", "web", "--replicas=1"]);
+    wait_pods(&up, "default", "app=web", 1);
+    up.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    let pods = wait_pods(&up, "default", "app=web", 3);
+
+    // A deleted pod is replaced.
+    let victim = name(&pods[0]);
+    up.kubectl_ok(&["delete", "pod", &victim]);
+    let pods = wait_pods(&up, "default", "app=web", 3);
+    assert!(pods.iter().all(|p| name(p) != victim));
+
+    // Once the pods are ready, the rollout is complete.
+    up.wait_for("3 available replicas in the Deployment's status", CONVERGE, || {
+        up.mark_ready("default", "app=web");
+        let st = up.get_json(&["deployment", "web"])["status"].clone();
+        if st["availableReplicas"] == 3 && st["updatedReplicas"] == 3 {
+            Ok(())
+        } else {
+            Err(st.to_string())
+        }
+    });
+    let out = up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = up.get_json(&["deployment", "web"]);
+    let conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let reason = |t: &str| conditions.iter().find(|c| c["type"] == t).map(|c| (c["status"].clone(), c["reason"].clone()));
+    assert_eq!(reason("Available"), Some(("True".into(), "MinimumReplicasAvailable".into())), "{d}");
+    assert_eq!(reason("Progressing"), Some(("True".into(), "NewReplicaSetAvailable".into())), "{d}");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
+
+    // A new image: a second ReplicaSet takes over; `rollout status` (started now) finishes
+    // once the test, playing the kubelet, has made the new pods ready.
+    up.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
+    let kubeconfig = up.kubeconfig.clone();
+    let status = std::thread::spawn(move || {
+        let mut cmd = std::process::Command::new(up::kubectl_bin());
+        cmd.arg("--kubeconfig").arg(kubeconfig).args(["rollout", "status", "deployment/web", "--timeout=60s"]);
+        common::run_with_timeout(cmd, None, Duration::from_secs(90))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !status.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "rollout status did not finish\n{}", up.log_tail());
+        up.mark_ready("default", "app=web");
+        // maxSurge 25% of 3 rounds up to 1: never more than 4 pods asked for.
+        let total: i64 = deployment_replicasets(&up, &d_uid).iter().map(|r| r.1).sum();
+        assert!(total <= 4, "more replicas than maxSurge allows: {:?}", deployment_replicasets(&up, &d_uid));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = status.join().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"),
+        "{}",
+        common::show(&out)
+    );
+    let rss = deployment_replicasets(&up, &d_uid);
+    assert_eq!(rss.len(), 2, "{rss:?}");
+    let old = rss.iter().find(|r| r.0 == rs1).expect("the old ReplicaSet is kept as history");
+    let new = rss.iter().find(|r| r.0 != rs1).unwrap();
+    assert_eq!((old.1, old.2.as_str()), (0, "1"), "old scaled to 0: {rss:?}");
+    assert_eq!((new.1, new.2.as_str()), (3, "2"), "new at 3, revision 2: {rss:?}");
+    let pods = wait_pods(&up, "default", "app=web", 3);
+    for p in &pods {
+        assert_eq!(p["metadata"]["labels"]["pod-template-hash"], new.3.as_str(), "{p}");
+        assert_eq!(p["spec"]["containers"][0]["image"], "nginx:1.27");
+    }
+    let d = up.get_json(&["deployment", "web"]);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+
+    // Deleting the Deployment (background propagation) takes the ReplicaSets and pods along.
+    up.kubectl_ok(&["delete", "deployment", "web"]);
+    up.wait_for("the Deployment's ReplicaSets to be collected", CONVERGE, || {
+        let left = up.kubectl_ok(&["get", "rs", "-o", "name"]);
+        if left.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    });
+    wait_pods(&up, "default", "app=web", 0);
 }

@@ -164,9 +164,8 @@ pub fn owner_step(owner: &Node, dependents: &[&Node]) -> OwnerStep {
         return if left.is_empty() { OwnerStep::RemoveFinalizer(ORPHAN) } else { OwnerStep::Orphan(left) };
     }
     if owner.has_finalizer(FOREGROUND) {
-        let blocking = dependents
-            .iter()
-            .any(|d| d.owners.iter().any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true)));
+        let blocking =
+            dependents.iter().any(|d| d.owners.iter().any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true)));
         return if blocking { OwnerStep::WaitForDependents } else { OwnerStep::RemoveFinalizer(FOREGROUND) };
     }
     OwnerStep::Nothing
@@ -391,10 +390,9 @@ impl Collector {
 
 /// The kinds the collector watches: everything served with list, watch and delete.
 async fn watched_kinds(client: &Client) -> Result<Vec<Kind>, kube::Error> {
-    let found = super::discover(client, |caps| {
-        [verbs::LIST, verbs::WATCH, verbs::DELETE].iter().all(|v| caps.supports_operation(v))
-    })
-    .await?;
+    let found =
+        super::discover(client, |caps| [verbs::LIST, verbs::WATCH, verbs::DELETE].iter().all(|v| caps.supports_operation(v)))
+            .await?;
     Ok(found.into_iter().map(|(resource, caps)| Kind { resource, caps }).collect())
 }
 
@@ -413,11 +411,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
             }
         }
     };
-    let by_kind = kinds
-        .iter()
-        .enumerate()
-        .map(|(i, k)| ((k.resource.group.clone(), k.resource.kind.clone()), i))
-        .collect();
+    let by_kind = kinds.iter().enumerate().map(|(i, k)| ((k.resource.group.clone(), k.resource.kind.clone()), i)).collect();
     tracing::info!(kinds = kinds.len(), "garbage collector watching");
     let streams = kinds.iter().enumerate().map(|(i, k)| {
         let api = Api::<DynamicObject>::all_with(client.clone(), &k.resource);

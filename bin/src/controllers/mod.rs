@@ -1,7 +1,8 @@
 //! The controller-manager: controllers that act through the Kubernetes API (kube-rs' client,
 //! watcher and controller runner), as kube-controller-manager does. Today: the namespace
-//! controller, the ReplicaSet controller, the garbage collector.
+//! controller, the ReplicaSet and Deployment controllers, the garbage collector.
 
+pub mod deployment;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod objects;
@@ -38,6 +39,7 @@ pub async fn run(client: kube::Client, shutdown: impl std::future::Future<Output
     futures::join!(
         namespace::run(client.clone(), shutdown.clone()),
         replicaset::run(client.clone(), shutdown.clone()),
+        deployment::run(client.clone(), shutdown.clone()),
         garbage_collector::run(client.clone(), shutdown.clone()),
     );
 }

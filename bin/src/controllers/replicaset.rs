@@ -32,8 +32,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::objects::{
-    controller_ref, controller_ref_to, is_active, is_ready, ready_since, record_event,
-    seconds_until_available, Error,
+    controller_ref, controller_ref_to, is_active, is_ready, ready_since, record_event, seconds_until_available, Error,
 };
 
 /// The most pods one sync creates or deletes (kube's `burstReplicas`).
@@ -118,9 +117,7 @@ pub struct Plan<'a> {
 
 /// The selector of a ReplicaSet (or Deployment): kube-rs' parsed form, refusing a missing one
 /// (which would select everything).
-pub fn selector_of(
-    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-) -> Result<Selector, Error> {
+pub fn selector_of(selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>) -> Result<Selector, Error> {
     let s = selector.ok_or_else(|| Error::Invalid("spec.selector is missing".into()))?;
     Selector::try_from(s.clone()).map_err(|e| Error::Invalid(format!("spec.selector: {e}")))
 }
@@ -195,7 +192,11 @@ pub fn next_status(rs: &ReplicaSet, counts: Counts, failure: Option<(&str, &str)
     let mut conditions: Vec<ReplicaSetCondition> =
         old.conditions.clone().unwrap_or_default().into_iter().filter(|c| c.type_.as_deref() != Some(REPLICA_FAILURE)).collect();
     if let Some((reason, message)) = failure {
-        let previous = old.conditions.iter().flatten().find(|c| c.type_.as_deref() == Some(REPLICA_FAILURE) && c.status.as_deref() == Some("True"));
+        let previous = old
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_.as_deref() == Some(REPLICA_FAILURE) && c.status.as_deref() == Some("True"));
         conditions.push(ReplicaSetCondition {
             type_: Some(REPLICA_FAILURE.into()),
             status: Some("True".into()),
@@ -318,8 +319,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             .collect();
         let names: Vec<String> = plan.delete.iter().map(|p| p.name_any()).collect();
         if errors.is_empty() {
-            record_event(&ctx.client, COMPONENT, &*rs, "Normal", "SuccessfulDelete", format!("Deleted pod(s): {}", names.join(", ")))
-                .await;
+            record_event(
+                &ctx.client,
+                COMPONENT,
+                &*rs,
+                "Normal",
+                "SuccessfulDelete",
+                format!("Deleted pod(s): {}", names.join(", ")),
+            )
+            .await;
         } else {
             let message = format!("Error deleting: {}", errors.join("; "));
             record_event(&ctx.client, COMPONENT, &*rs, "Warning", "FailedDelete", message.clone()).await;
@@ -363,9 +371,7 @@ fn replicasets_for_pod(pod: &Pod, store: &Store<ReplicaSet>) -> Vec<ObjectRef<Re
                 .state()
                 .iter()
                 .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|rs| {
-                    selector_of(Some(&rs.spec.selector)).is_ok_and(|s| s.matches(labels))
-                })
+                .filter(|rs| selector_of(Some(&rs.spec.selector)).is_ok_and(|s| s.matches(labels)))
                 .map(|rs| ObjectRef::from_obj(&**rs))
                 .collect()
         }
@@ -483,12 +489,11 @@ mod tests {
         let mut relabeled = owned(pod("relabeled", "Running", "n", None, 0, 1), &owner);
         relabeled.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
         let mut others = pod("others", "Running", "n", None, 0, 1);
-        others.metadata.owner_references =
-            Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                controller: Some(true),
-                uid: "someone-else".into(),
-                ..Default::default()
-            }]);
+        others.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            controller: Some(true),
+            uid: "someone-else".into(),
+            ..Default::default()
+        }]);
         let pods = vec![pod("orphan", "Running", "n", None, 0, 1), relabeled, others];
         let p = plan(&owner, &pods, now).unwrap();
         assert_eq!(names(&p.adopt), ["orphan"]);

@@ -139,7 +139,8 @@ impl Up {
                 {"type": "Ready", "status": "True", "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
             ]}});
-            let out = self.kubectl(&["patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
+            let out =
+                self.kubectl(&["patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
             // A pod deleted meanwhile is fine; anything else is a failure of the test setup.
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success() || stderr.contains("NotFound"), "marking {name} ready:\n{}", show(&out));
