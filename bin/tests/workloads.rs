@@ -314,6 +314,24 @@ fn deployment_create_scale_roll_out_and_delete() {
     let d = up.get_json(&["deployment", "web"]);
     assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
 
+    // `rollout undo` puts the first template back: its ReplicaSet becomes the new one again,
+    // as revision 3, and the second is scaled to 0.
+    up.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    up.wait_for("the first ReplicaSet back at 3 replicas as revision 3", CONVERGE, || {
+        up.mark_ready("default", "app=web");
+        let rss = deployment_replicasets(&up, &d_uid);
+        let back = rss.iter().any(|r| r.0 == rs1 && r.1 == 3 && r.2 == "3");
+        let other_empty = rss.iter().all(|r| r.0 == rs1 || r.1 == 0);
+        if back && other_empty {
+            Ok(())
+        } else {
+            Err(format!("{rss:?}"))
+        }
+    });
+    let history = up.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('2') && history.contains('3'), "{history}");
+    up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+
     // Deleting the Deployment (background propagation) takes the ReplicaSets and pods along.
     up.kubectl_ok(&["delete", "deployment", "web"]);
     up.wait_for("the Deployment's ReplicaSets to be collected", CONVERGE, || {
@@ -325,4 +343,80 @@ fn deployment_create_scale_roll_out_and_delete() {
         }
     });
     wait_pods(&up, "default", "app=web", 0);
+}
+
+/// The Recreate strategy: the old pods all go before any new one is created.
+#[test]
+fn deployment_recreate_strategy() {
+    let up = Up::start();
+    let manifest = up.dir.path().join("recreate.json");
+    let body = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "rec"},
+      "spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": {"app": "rec"}},
+        "template": {"metadata": {"labels": {"app": "rec"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}}"#;
+    std::fs::write(&manifest, body).unwrap();
+    up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    wait_pods(&up, "default", "app=rec", 2);
+    up.kubectl_ok(&["set", "image", "deployment/rec", "c=busybox:2"]);
+    // Sample while it converges: never an old and a new pod at once.
+    up.wait_for("two busybox:2 pods and no busybox:1 pod", CONVERGE, || {
+        let pods = active(up.items("pods", "default", Some("app=rec")));
+        let images: Vec<String> =
+            pods.iter().map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string()).collect();
+        assert!(
+            !(images.contains(&"busybox:1".to_string()) && images.contains(&"busybox:2".to_string())),
+            "old and new pods at the same time: {images:?}"
+        );
+        up.mark_ready("default", "app=rec");
+        if images == ["busybox:2", "busybox:2"] {
+            Ok(())
+        } else {
+            Err(format!("{images:?}"))
+        }
+    });
+    up.wait_for("rollout status to report success", CONVERGE, || {
+        up.mark_ready("default", "app=rec");
+        let out = up.kubectl(&["rollout", "status", "deployment/rec", "--timeout=2s"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(common::show(&out))
+        }
+    });
+}
+
+/// Pod creations the apiserver refuses (here: a pod quota) are reported as a ReplicaFailure
+/// condition and a FailedCreate event, and retried until the quota allows them.
+#[test]
+fn replicaset_reports_refused_pod_creations() {
+    let up = Up::start();
+    up.kubectl_ok(&["create", "namespace", "tight"]);
+    up.kubectl_ok(&["create", "quota", "q", "-n", "tight", "--hard=pods=1"]);
+    let manifest = up.dir.path().join("rs.json");
+    std::fs::write(&manifest, RS_MANIFEST.replace("\"default\"", "\"tight\"")).unwrap();
+    up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    up.wait_for("a ReplicaFailure condition", CONVERGE, || {
+        let rs = up.get_json(&["rs", "solo", "-n", "tight"]);
+        let failed = rs["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| c["type"] == "ReplicaFailure" && c["status"] == "True" && c["reason"] == "FailedCreate")
+        });
+        if failed && rs["status"]["replicas"] == 1 {
+            Ok(())
+        } else {
+            Err(rs["status"].to_string())
+        }
+    });
+    assert_eq!(active(up.items("pods", "tight", Some("app=solo"))).len(), 1, "the quota allows one pod");
+    let events = up.kubectl_ok(&["get", "events", "-n", "tight", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("FailedCreate") && events.contains("SuccessfulCreate"), "{events}");
+    // With room again, the retry creates the missing pod and clears the condition.
+    up.kubectl_ok(&["patch", "quota", "q", "-n", "tight", "--type=merge", "-p", r#"{"spec":{"hard":{"pods":"5"}}}"#]);
+    up.wait_for("2 replicas and no ReplicaFailure condition", CONVERGE, || {
+        let rs = up.get_json(&["rs", "solo", "-n", "tight"]);
+        let st = &rs["status"];
+        if st["replicas"] == 2 && st["conditions"].is_null() {
+            Ok(())
+        } else {
+            Err(st.to_string())
+        }
+    });
 }

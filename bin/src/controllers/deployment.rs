@@ -95,14 +95,36 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -
     hash.to_string().bytes().map(|d| ALPHABET[usize::from(d) % ALPHABET.len()] as char).collect()
 }
 
-/// The template as JSON, without the `pod-template-hash` label: what a Deployment's template
-/// and its ReplicaSet's are compared by.
+/// The template as JSON, without the `pod-template-hash` label and without zero values: what
+/// a Deployment's template and its ReplicaSets' are compared and hashed by.
 fn template_without_hash(template: &PodTemplateSpec) -> Value {
     let mut t = template.clone();
     if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(HASH_LABEL);
     }
-    serde_json::to_value(&t).unwrap_or(Value::Null)
+    serde_json::to_value(&t).ok().and_then(without_zeros).unwrap_or(Value::Null)
+}
+
+/// `v` without null, false, 0, "" and empty objects and lists, at any depth (list items keep
+/// their places, as null). A template arrives with `stdin: false` or `resources: {}` written
+/// out or left out depending on the client and the wire format (kubectl's protobuf leaves
+/// zero values in); kube compares Go structs, where both are the same zero value. (As there,
+/// an explicit 0 that differs from a left-out field, e.g. `terminationGracePeriodSeconds: 0`,
+/// is not told apart.)
+fn without_zeros(v: Value) -> Option<Value> {
+    match v {
+        Value::Null | Value::Bool(false) => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Object(map) => {
+            let kept: serde_json::Map<String, Value> =
+                map.into_iter().filter_map(|(k, v)| without_zeros(v).map(|v| (k, v))).collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => Some(Value::Array(items.into_iter().map(|i| without_zeros(i).unwrap_or(Value::Null)).collect())),
+        other => Some(other),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,6 +775,14 @@ mod tests {
         other.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.27".into());
         assert_ne!(template_hash(&other, None), h);
         assert_ne!(template_hash(&d.spec.template, Some(1)), h, "a collision count changes the name");
+        // Zero values written out (as kubectl's protobuf leaves them) do not count either.
+        let explicit: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"creationTimestamp": null, "generation": 0, "labels": {"app": "web"}},
+            "spec": {"hostPID": false, "containers": [{"name": "nginx", "image": "nginx", "resources": {}, "stdin": false, "args": []}]},
+        }))
+        .unwrap();
+        assert_eq!(template_hash(&explicit, None), h);
+        assert_eq!(template_without_hash(&explicit), template_without_hash(&d.spec.template));
         assert_eq!(h, "6c8ffc4f57");
     }
 

@@ -460,7 +460,17 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
                         }
                         synced[kind] = true;
                     }
-                    Err(e) => tracing::debug!(kind = %collector.kinds[kind].resource.plural, error = %e, "garbage collector watch error"),
+                    Err(e) => {
+                        // A kind that cannot be listed must not hold the collector back for
+                        // good: its objects are missing from the graph, and owners missing from
+                        // the graph are looked up through the API anyway.
+                        if !synced[kind] {
+                            tracing::warn!(kind = %collector.kinds[kind].resource.plural, error = %e, "garbage collector cannot list a kind");
+                            synced[kind] = true;
+                        } else {
+                            tracing::debug!(kind = %collector.kinds[kind].resource.plural, error = %e, "garbage collector watch error");
+                        }
+                    }
                 }
             }
         }

@@ -64,6 +64,14 @@ pub fn seconds_until_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp
     Some((since.as_second() + i64::from(min_ready_seconds) - now.as_second()).max(0))
 }
 
+/// The apiserver's own message for a refused call (what users see in kubectl), or the error.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Records a core/v1 Event about `obj` (what `kubectl describe` shows). Failing to record is
 /// logged, never an error of the caller: events are informational.
 pub async fn record_event<K: Resource<DynamicType = ()>>(

@@ -32,7 +32,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::objects::{
-    controller_ref, controller_ref_to, is_active, is_ready, ready_since, record_event, seconds_until_available, Error,
+    api_message, controller_ref, controller_ref_to, is_active, is_ready, ready_since, record_event, seconds_until_available,
+    Error,
 };
 
 /// The most pods one sync creates or deletes (kube's `burstReplicas`).
@@ -192,18 +193,20 @@ pub fn next_status(rs: &ReplicaSet, counts: Counts, failure: Option<(&str, &str)
     let mut conditions: Vec<ReplicaSetCondition> =
         old.conditions.clone().unwrap_or_default().into_iter().filter(|c| c.type_.as_deref() != Some(REPLICA_FAILURE)).collect();
     if let Some((reason, message)) = failure {
-        let previous = old
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_.as_deref() == Some(REPLICA_FAILURE) && c.status.as_deref() == Some("True"));
-        conditions.push(ReplicaSetCondition {
+        let previous = old.conditions.iter().flatten().find(|c| {
+            c.type_.as_deref() == Some(REPLICA_FAILURE)
+                && c.status.as_deref() == Some("True")
+                && c.reason.as_deref() == Some(reason)
+        });
+        // The same failure again keeps its first message: messages name the refused pod, and
+        // a status rewritten on every failure would trigger the next sync at once, in a loop.
+        conditions.push(previous.cloned().unwrap_or_else(|| ReplicaSetCondition {
             type_: Some(REPLICA_FAILURE.into()),
             status: Some("True".into()),
             reason: Some(reason.into()),
             message: Some(message.into()),
-            last_transition_time: Some(previous.and_then(|c| c.last_transition_time.clone()).unwrap_or(Time(now))),
-        });
+            last_transition_time: Some(Time(now)),
+        }));
     }
     ReplicaSetStatus {
         replicas: counts.replicas,
@@ -298,7 +301,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
                 record_event(&ctx.client, COMPONENT, &*rs, "Normal", "SuccessfulCreate", format!("Created {n} pod(s)")).await;
             }
             Err((n, e)) => {
-                let message = format!("Error creating: {e} ({n} of {} created)", plan.create);
+                if n > 0 {
+                    record_event(&ctx.client, COMPONENT, &*rs, "Normal", "SuccessfulCreate", format!("Created {n} pod(s)")).await;
+                }
+                let message = format!("Error creating: {} ({n} of {} created)", api_message(&e), plan.create);
                 tracing::warn!(replicaset = %format!("{ns}/{name}"), %message, "pod creation failed");
                 record_event(&ctx.client, COMPONENT, &*rs, "Warning", "FailedCreate", message.clone()).await;
                 failure = Some(("FailedCreate", message));
@@ -313,7 +319,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             .into_iter()
             .filter_map(|r| match r {
                 Err(kube::Error::Api(s)) if s.code == 404 => None,
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(api_message(&e)),
                 Ok(_) => None,
             })
             .collect();
@@ -337,7 +343,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     let status = next_status(&rs, plan.counts, failure.as_ref().map(|(r, m)| (*r, m.as_str())), now);
     if rs.status.as_ref() != Some(&status) {
         let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({"status": status});
+        let mut patch = json!({"status": status});
+        // A merge patch leaves out what it does not name: a cleared condition list is an
+        // explicit null.
+        if status.conditions.is_none() {
+            patch["status"]["conditions"] = serde_json::Value::Null;
+        }
         match rs_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -532,7 +543,10 @@ mod tests {
         let cond = &failed.conditions.as_ref().unwrap()[0];
         assert_eq!((cond.type_.as_deref(), cond.reason.as_deref()), (Some(REPLICA_FAILURE), Some("FailedCreate")));
         let mut later = owner.clone();
-        later.status = Some(failed);
+        later.status = Some(failed.clone());
+        let again =
+            next_status(&later, counts, Some(("FailedCreate", "quota, another pod")), Timestamp::from_second(2000).unwrap());
+        assert_eq!(again, failed, "the same failure leaves the status as it was");
         assert_eq!(next_status(&later, counts, None, now).conditions, None, "a good sync clears the failure");
     }
 
