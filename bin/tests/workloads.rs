@@ -345,9 +345,10 @@ fn deployment_create_scale_roll_out_and_delete() {
     wait_pods(&up, "default", "app=web", 0);
 }
 
-/// The Recreate strategy: the old pods all go before any new one is created.
+/// The Recreate strategy (the old pods all go before any new one is created), pause/resume,
+/// and a rollout that fails at its progress deadline.
 #[test]
-fn deployment_recreate_strategy() {
+fn deployment_recreate_pause_and_progress_deadline() {
     let up = Up::start();
     let manifest = up.dir.path().join("recreate.json");
     let body = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "rec"},
@@ -382,6 +383,37 @@ fn deployment_recreate_strategy() {
             Err(common::show(&out))
         }
     });
+
+    // Paused: `kubectl scale` still applies, a new template waits for `rollout resume`.
+    up.kubectl_ok(&["rollout", "pause", "deployment/rec"]);
+    up.kubectl_ok(&["scale", "deployment", "rec", "--replicas=3"]);
+    wait_pods(&up, "default", "app=rec", 3);
+    let before = up.kubectl_ok(&["get", "rs", "-l", "app=rec", "-o", "name"]);
+    up.kubectl_ok(&["set", "image", "deployment/rec", "c=busybox:3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(up.kubectl_ok(&["get", "rs", "-l", "app=rec", "-o", "name"]), before, "no rollout while paused");
+    up.kubectl_ok(&["rollout", "resume", "deployment/rec"]);
+    up.wait_for("three busybox:3 pods after resuming", CONVERGE, || {
+        up.mark_ready("default", "app=rec");
+        let pods = active(up.items("pods", "default", Some("app=rec")));
+        let images: Vec<&str> = pods.iter().map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("")).collect();
+        if images == ["busybox:3"; 3] {
+            Ok(())
+        } else {
+            Err(format!("{images:?}"))
+        }
+    });
+
+    // Pods that never become ready: the rollout fails at its progress deadline.
+    let manifest = up.dir.path().join("stuck.json");
+    let body = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+      "spec": {"replicas": 1, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
+        "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+    std::fs::write(&manifest, body).unwrap();
+    up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    let out = up.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=30s"]);
+    assert!(!out.status.success(), "{}", common::show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exceeded its progress deadline"), "{}", common::show(&out));
 }
 
 /// Pod creations the apiserver refuses (here: a pod quota) are reported as a ReplicaFailure

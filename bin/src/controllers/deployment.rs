@@ -298,6 +298,19 @@ pub fn recreate_step(desired: i32, new: &RsState, old: &[RsState]) -> Vec<(Strin
     vec![(new.name.clone(), desired)]
 }
 
+/// The step of a paused Deployment: no rollout, but `kubectl scale` still applies when a single
+/// ReplicaSet has pods (with several, which one should grow is a rollout decision: none does).
+/// With none, the new one (if any) takes the replicas.
+pub fn paused_step(desired: i32, new: Option<&RsState>, old: &[RsState]) -> Vec<(String, i32)> {
+    let active: Vec<&RsState> = old.iter().chain(new).filter(|r| r.replicas > 0).collect();
+    let target = match active.as_slice() {
+        [one] => Some(*one),
+        [] => new,
+        _ => None,
+    };
+    target.filter(|r| r.replicas != desired).map(|r| vec![(r.name.clone(), desired)]).unwrap_or_default()
+}
+
 /// Old ReplicaSets to delete: those without pods beyond the newest `limit`, oldest revision
 /// first (`old` holds name, revision, spec and status replicas).
 pub fn history_to_delete(old: &[(String, i64, i32, i32)], limit: i32) -> Vec<String> {
@@ -577,35 +590,37 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
 
     let old: Vec<&ReplicaSet> =
         owned.iter().filter(|rs| Some(&rs.metadata.uid) != new.as_ref().map(|n| &n.metadata.uid)).collect();
-    if let (Some(n), false) = (new.as_ref(), paused) {
-        let new_state = RsState::of(n);
-        let old_states: Vec<RsState> = old.iter().map(|rs| RsState::of(rs)).collect();
-        let steps = match strategy {
-            Strategy::RollingUpdate { surge, unavailable } => rolling_step(desired, surge, unavailable, &new_state, &old_states),
-            Strategy::Recreate => recreate_step(desired, &new_state, &old_states),
-        };
-        for (rs_name, replicas) in &steps {
-            scale(&rs_api, rs_name, *replicas).await?;
-            let from = old_states.iter().chain([&new_state]).find(|r| &r.name == rs_name).map_or(0, |r| r.replicas);
-            let verb = if *replicas > from { "up" } else { "down" };
-            let message = format!("Scaled {verb} replica set {rs_name} from {from} to {replicas}");
-            record_event(&ctx.client, COMPONENT, &*d, "Normal", "ScalingReplicaSet", message).await;
-        }
-        let complete = steps.is_empty()
-            && new_state.replicas == desired
-            && new_state.available == desired
-            && old_states.iter().all(|r| r.replicas == 0 && r.current == 0);
-        if complete {
-            let history: Vec<(String, i64, i32, i32)> = old
-                .iter()
-                .map(|rs| (rs.name_any(), revision_of(&rs.metadata), rs.spec.replicas.unwrap_or(1), RsState::of(rs).current))
-                .collect();
-            for gone in history_to_delete(&history, d.spec.revision_history_limit.unwrap_or(10)) {
-                match rs_api.delete(&gone, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+    let new_state = new.as_ref().map(RsState::of);
+    let old_states: Vec<RsState> = old.iter().map(|rs| RsState::of(rs)).collect();
+    let steps = match (&new_state, paused) {
+        (_, true) => paused_step(desired, new_state.as_ref(), &old_states),
+        (Some(n), false) => match strategy {
+            Strategy::RollingUpdate { surge, unavailable } => rolling_step(desired, surge, unavailable, n, &old_states),
+            Strategy::Recreate => recreate_step(desired, n, &old_states),
+        },
+        (None, false) => vec![],
+    };
+    for (rs_name, replicas) in &steps {
+        scale(&rs_api, rs_name, *replicas).await?;
+        let from = old_states.iter().chain(new_state.as_ref()).find(|r| &r.name == rs_name).map_or(0, |r| r.replicas);
+        let verb = if *replicas > from { "up" } else { "down" };
+        let message = format!("Scaled {verb} replica set {rs_name} from {from} to {replicas}");
+        record_event(&ctx.client, COMPONENT, &*d, "Normal", "ScalingReplicaSet", message).await;
+    }
+    let complete = !paused
+        && steps.is_empty()
+        && new_state.as_ref().is_some_and(|n| n.replicas == desired && n.available == desired)
+        && old_states.iter().all(|r| r.replicas == 0 && r.current == 0);
+    if complete {
+        let history: Vec<(String, i64, i32, i32)> = old
+            .iter()
+            .map(|rs| (rs.name_any(), revision_of(&rs.metadata), rs.spec.replicas.unwrap_or(1), RsState::of(rs).current))
+            .collect();
+        for gone in history_to_delete(&history, d.spec.revision_history_limit.unwrap_or(10)) {
+            match rs_api.delete(&gone, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -754,6 +769,16 @@ mod tests {
         assert_eq!(recreate_step(3, &new, &[draining]), vec![], "old pods still there");
         assert_eq!(recreate_step(3, &new, &[rs("a", 0, 0, 1)]), vec![("n".to_string(), 3)]);
         assert_eq!(recreate_step(3, &rs("n", 3, 0, 2), &[]), vec![]);
+    }
+
+    #[test]
+    fn a_paused_deployment_only_scales_a_lone_active_replicaset() {
+        let new = rs("n", 2, 2, 2);
+        assert_eq!(paused_step(4, Some(&new), &[rs("a", 0, 0, 1)]), vec![("n".to_string(), 4)]);
+        assert_eq!(paused_step(4, None, &[rs("a", 2, 2, 1)]), vec![("a".to_string(), 4)], "template changed while paused");
+        assert_eq!(paused_step(4, Some(&new), &[rs("a", 2, 2, 1)]), vec![], "mid-rollout: left alone");
+        assert_eq!(paused_step(2, Some(&new), &[]), vec![]);
+        assert_eq!(paused_step(3, Some(&rs("n", 0, 0, 2)), &[]), vec![("n".to_string(), 3)]);
     }
 
     #[test]
