@@ -10,10 +10,13 @@
 //! writes the status with kube's Available and Progressing conditions ([`next_status`]), which
 //! is what `kubectl rollout status` reads.
 //!
+//! `kubectl rollout undo` copies an old ReplicaSet's template into the Deployment: that
+//! ReplicaSet then matches, becomes the new one again and gets the next revision. A paused
+//! Deployment takes no rollout step but still scales ([`paused_step`]).
+//!
 //! Not done: adopting orphan ReplicaSets, proportional scaling of several active ReplicaSets
-//! while a rollout is under way (the rollout arithmetic converges anyway), `kubectl rollout
-//! undo` (it needs the `rollback` handling of a template equal to an old ReplicaSet's: that
-//! works, as the old ReplicaSet becomes the new one, but no rollback endpoint exists).
+//! while a rollout is under way (the rollout arithmetic converges anyway), the
+//! `DeploymentPaused` reason.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -537,7 +540,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
     let wanted = template_without_hash(&d.spec.template);
     // The oldest ReplicaSet with the Deployment's template is the new one.
     let mut matching: Vec<&ReplicaSet> =
-        owned.iter().filter(|rs| rs.spec.template.as_ref().map(template_without_hash) == Some(wanted.clone())).collect();
+        owned.iter().filter(|rs| rs.spec.template.as_ref().map(template_without_hash).as_ref() == Some(&wanted)).collect();
     matching.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second()));
     let mut new: Option<ReplicaSet> = matching.first().map(|rs| (*rs).clone());
     let max_old_revision = owned
