@@ -452,3 +452,26 @@ fn replicaset_reports_refused_pod_creations() {
         }
     });
 }
+
+/// `ferrokube controller-manager` as a process of its own runs the same controllers against a
+/// separate `ferrokube apiserver`: a Deployment gets its ReplicaSet and pods, and they are
+/// collected when it is deleted.
+#[test]
+fn controller_manager_process_runs_the_workload_controllers() {
+    let up = Up::start_split();
+    up.kubectl_ok(&["create", "deployment", "split", "--image=nginx", "--replicas=2"]);
+    let pods = wait_pods(&up, "default", "app=split", 2);
+    let (kind, rs, _, _) = controller_of(&pods[0]).expect("the pods have a controller");
+    assert_eq!(kind, "ReplicaSet");
+    assert!(rs.starts_with("split-"), "{rs}");
+    up.kubectl_ok(&["delete", "deployment", "split"]);
+    wait_pods(&up, "default", "app=split", 0);
+    up.wait_for("the ReplicaSet to be collected", CONVERGE, || {
+        let left = up.kubectl_ok(&["get", "rs", "-o", "name"]);
+        if left.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    });
+}

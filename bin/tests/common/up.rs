@@ -25,9 +25,12 @@ pub fn kubectl_bin() -> PathBuf {
     p
 }
 
-/// One `ferrokube up` child; dropping it stops it by PID (SIGTERM, then SIGKILL).
+/// One `ferrokube up` child (or `ferrokube apiserver` and `ferrokube controller-manager`
+/// children); dropping it stops them by PID (SIGTERM, then SIGKILL).
 pub struct Up {
     child: Child,
+    /// A separate controller-manager process, when started with [`Up::start_split`].
+    controller_manager: Option<Child>,
     /// The admin kubeconfig it wrote.
     pub kubeconfig: PathBuf,
     /// Its stderr.
@@ -39,12 +42,33 @@ pub struct Up {
 impl Up {
     /// `ferrokube up` on a fresh data dir and a free port, waited until it serves.
     pub fn start() -> Self {
+        Self::start_command("up")
+    }
+
+    /// `ferrokube apiserver`, then `ferrokube controller-manager --kubeconfig` against it as a
+    /// process of its own (its log is appended to the same log file).
+    pub fn start_split() -> Self {
+        let mut up = Self::start_command("apiserver");
+        let log = std::fs::OpenOptions::new().append(true).open(&up.log).unwrap();
+        let cm = Command::new(FERROKUBE)
+            .args(["controller-manager", "--kubeconfig"])
+            .arg(&up.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning ferrokube controller-manager");
+        up.controller_manager = Some(cm);
+        up
+    }
+
+    fn start_command(subcommand: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("up.log");
         let port = free_port().to_string();
         let data = dir.path().join("data");
         let mut cmd = Command::new(FERROKUBE);
-        cmd.args(["up", "--data-dir", data.to_str().unwrap(), "--secure-port", &port]);
+        cmd.args([subcommand, "--data-dir", data.to_str().unwrap(), "--secure-port", &port]);
         cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawning ferrokube up");
         let stdout = child.stdout.take().unwrap();
@@ -63,11 +87,11 @@ impl Up {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("ferrokube up did not start:\n{}", file_tail(&log, 4000));
+                    panic!("ferrokube {subcommand} did not start:\n{}", file_tail(&log, 4000));
                 }
             }
         }
-        Self { child, kubeconfig: kubeconfig.expect("kubeconfig printed before serving"), log, dir }
+        Self { child, controller_manager: None, kubeconfig: kubeconfig.expect("kubeconfig printed before serving"), log, dir }
     }
 
     /// The last few KB of the process log.
@@ -150,13 +174,21 @@ impl Up {
     }
 }
 
+/// SIGTERM by PID, then SIGKILL if it has not exited within 10 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    if wait_exit(child, Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        if wait_exit(&mut self.child, Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(cm) = self.controller_manager.as_mut() {
+            stop(cm);
         }
+        stop(&mut self.child);
         if std::thread::panicking() {
             eprintln!("--- ferrokube up log tail ---\n{}", self.log_tail());
         }
