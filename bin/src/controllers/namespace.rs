@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::discovery::{verbs, ApiResource, Discovery, Scope};
+use kube::discovery::{verbs, ApiResource, Scope};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -60,16 +60,11 @@ struct Context {
 /// The namespaced resources that can be listed and deleted (every kind the apiserver serves,
 /// found through discovery, so kinds added later are emptied too).
 async fn namespaced_resources(client: &Client) -> Result<Vec<ApiResource>, kube::Error> {
-    let discovery = Discovery::new(client.clone()).run().await?;
-    let mut found = Vec::new();
-    for group in discovery.groups() {
-        for (ar, caps) in group.recommended_resources() {
-            if caps.scope == Scope::Namespaced && caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::DELETE) {
-                found.push(ar);
-            }
-        }
-    }
-    Ok(found)
+    let found = super::discover(client, |caps| {
+        caps.scope == Scope::Namespaced && caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::DELETE)
+    })
+    .await?;
+    Ok(found.into_iter().map(|(ar, _)| ar).collect())
 }
 
 /// Deletes everything in `ns` that is not already going away; returns how many objects remain.

@@ -1,0 +1,196 @@
+//! A `ferrokube up` child process (store + apiserver + controller-manager) for end-to-end
+//! tests of controllers, with kubectl 1.37 from the venv and a stand-in for the kubelet that
+//! marks pods Running and Ready. Include it with `#[path = "common/up.rs"] mod up;` next to
+//! `mod common;`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{file_tail, free_port, run_with_timeout, show, wait_exit, FERROKUBE};
+
+/// Bound on one kubectl run.
+pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// kubectl from the venv `.ci/setup` creates.
+pub fn kubectl_bin() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let p = Path::new(&home).join(".cache/ferrokube-venv/bin/kubectl");
+    assert!(p.exists(), "{} not found: run .ci/setup", p.display());
+    p
+}
+
+/// One `ferrokube up` child (or `ferrokube apiserver` and `ferrokube controller-manager`
+/// children); dropping it stops them by PID (SIGTERM, then SIGKILL).
+pub struct Up {
+    child: Child,
+    /// A separate controller-manager process, when started with [`Up::start_split`].
+    controller_manager: Option<Child>,
+    /// The admin kubeconfig it wrote.
+    pub kubeconfig: PathBuf,
+    /// Its stderr.
+    pub log: PathBuf,
+    /// Scratch space that lives as long as the process.
+    pub dir: tempfile::TempDir,
+}
+
+impl Up {
+    /// `ferrokube up` on a fresh data dir and a free port, waited until it serves.
+    pub fn start() -> Self {
+        Self::start_command("up")
+    }
+
+    /// `ferrokube apiserver`, then `ferrokube controller-manager --kubeconfig` against it as a
+    /// process of its own (its log is appended to the same log file).
+    pub fn start_split() -> Self {
+        let mut up = Self::start_command("apiserver");
+        let log = std::fs::OpenOptions::new().append(true).open(&up.log).unwrap();
+        let cm = Command::new(FERROKUBE)
+            .args(["controller-manager", "--kubeconfig"])
+            .arg(&up.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning ferrokube controller-manager");
+        up.controller_manager = Some(cm);
+        up
+    }
+
+    fn start_command(subcommand: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("up.log");
+        let port = free_port().to_string();
+        let data = dir.path().join("data");
+        let mut cmd = Command::new(FERROKUBE);
+        cmd.args([subcommand, "--data-dir", data.to_str().unwrap(), "--secure-port", &port]);
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawning ferrokube up");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut kubeconfig = None;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.starts_with("kubeconfig: ") => kubeconfig = Some(PathBuf::from(&line[12..])),
+                Ok(line) if line.starts_with("serving on ") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("ferrokube {subcommand} did not start:\n{}", file_tail(&log, 4000));
+                }
+            }
+        }
+        Self { child, controller_manager: None, kubeconfig: kubeconfig.expect("kubeconfig printed before serving"), log, dir }
+    }
+
+    /// The last few KB of the process log.
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log, 5000)
+    }
+
+    /// `kubectl --kubeconfig ... ARGS`.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(kubectl_bin());
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run_with_timeout(cmd, None, KUBECTL_TIMEOUT)
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{}\nlog:\n{}", show(&out), self.log_tail());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&all)).expect("kubectl -o json prints JSON")
+    }
+
+    /// The items of `kubectl get KIND -n NS [-l SELECTOR] -o json`.
+    pub fn items(&self, kind: &str, ns: &str, selector: Option<&str>) -> Vec<Value> {
+        let mut args = vec![kind, "-n", ns];
+        if let Some(s) = selector {
+            args.extend(["-l", s]);
+        }
+        self.get_json(&args)["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls `f` every 200 ms until it returns Some; after `timeout` panics with `what`, the
+    /// last value `describe` gives and the log tail.
+    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match f() {
+                Ok(t) => return t,
+                Err(last) if Instant::now() >= deadline => {
+                    panic!("timed out after {timeout:?} waiting for {what}; last: {last}\nlog:\n{}", self.log_tail())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// Plays the kubelet for the pods `selector` picks in `ns`: every pod not yet ready and not
+    /// being deleted gets phase Running and Ready=True through `pods/status` (ready since a
+    /// fixed past time, so `minReadySeconds` has passed). Returns how many it marked.
+    pub fn mark_ready(&self, ns: &str, selector: &str) -> usize {
+        let mut marked = 0;
+        for pod in self.items("pods", ns, Some(selector)) {
+            let ready = pod["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            if ready || pod["metadata"]["deletionTimestamp"].is_string() {
+                continue;
+            }
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let now = "2026-01-01T00:00:00Z";
+            let patch = json!({"status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            ]}});
+            let out =
+                self.kubectl(&["patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
+            // A pod deleted meanwhile is fine; anything else is a failure of the test setup.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() || stderr.contains("NotFound"), "marking {name} ready:\n{}", show(&out));
+            marked += usize::from(out.status.success());
+        }
+        marked
+    }
+}
+
+/// SIGTERM by PID, then SIGKILL if it has not exited within 10 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    if wait_exit(child, Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(cm) = self.controller_manager.as_mut() {
+            stop(cm);
+        }
+        stop(&mut self.child);
+        if std::thread::panicking() {
+            eprintln!("--- ferrokube up log tail ---\n{}", self.log_tail());
+        }
+    }
+}
