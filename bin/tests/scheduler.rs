@@ -257,7 +257,7 @@ fn count_by_node(placements: &BTreeMap<String, String>) -> BTreeMap<String, usiz
 
 #[test]
 fn a_burst_of_pods_fills_nodes_to_capacity_and_the_rest_waits_for_a_bigger_node() {
-    let c = Cluster::start("up");
+    let (c, _scheduler) = Cluster::with_scheduler();
     // Pods first: with no node at all they wait, with kube's message.
     let pods: Vec<Value> = (0..21)
         .map(|i| pod(&format!("p{i:02}"), "500m", json!({})))
@@ -374,7 +374,7 @@ fn a_burst_of_pods_fills_nodes_to_capacity_and_the_rest_waits_for_a_bigger_node(
 
 #[test]
 fn node_selectors_taints_readiness_and_cordons_are_honoured() {
-    let c = Cluster::start("up");
+    let (c, _scheduler) = Cluster::with_scheduler();
     c.create(&[
         node("plain", "4", json!({})),
         node("ssd", "4", json!({"metadata": {"labels": {"disk": "ssd"}}})),
@@ -552,6 +552,24 @@ fn the_scheduler_runs_as_its_own_process_and_stops_on_sigterm() {
 
 /// A child process killed (by PID) when the test ends, however it ends.
 struct Process(Child);
+
+impl Cluster {
+    /// `ferrokube apiserver` with `ferrokube scheduler` next to it: the nodes are exactly the
+    /// ones a test registers (`up` would add its kubelet's node).
+    fn with_scheduler() -> (Self, Process) {
+        let c = Cluster::start("apiserver");
+        let scheduler = Process(
+            Command::new(FERROKUBE)
+                .args(["scheduler", "--kubeconfig", c.kubeconfig.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(c.log.with_file_name("scheduler.log")).unwrap())
+                .spawn()
+                .expect("spawning ferrokube scheduler"),
+        );
+        (c, scheduler)
+    }
+}
 
 impl Drop for Process {
     fn drop(&mut self) {
