@@ -1,6 +1,7 @@
 //! End to end: the workload controllers and the garbage collector of `ferrokube up`, driven
-//! with kubectl 1.37. There is no kubelet or scheduler here: pods stay Pending until the test
-//! marks them Running and Ready itself (`Up::mark_ready`).
+//! with kubectl 1.37, on the real single-node cluster: the scheduler binds the pods to the
+//! node of `up`'s kubelet, which runs their `command` as host processes (a running container
+//! is ready; one that keeps exiting non-zero crash-loops and stays unready).
 
 mod common;
 #[path = "common/up.rs"]
@@ -11,8 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 use up::Up;
 
-/// Bound on each convergence the tests wait for.
-const CONVERGE: Duration = Duration::from_secs(30);
+/// Bound on each convergence the tests wait for (real pods are scheduled, started and stopped
+/// by the kubelet).
+const CONVERGE: Duration = Duration::from_secs(60);
 
 fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap_or_default().to_string()
@@ -49,7 +51,7 @@ const RS_MANIFEST: &str = r#"{"apiVersion": "apps/v1", "kind": "ReplicaSet",
   "metadata": {"name": "solo", "namespace": "default"},
   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "solo"}},
     "template": {"metadata": {"labels": {"app": "solo"}},
-      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+      "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}}}"#;
 
 /// A ReplicaSet created directly: pods owned by it, replaced when deleted, scaled both ways,
 /// status counted, an orphan with matching labels adopted, and (garbage collector) its pods
@@ -84,7 +86,6 @@ fn replicaset_on_its_own() {
     up.kubectl_ok(&["scale", "rs", "solo", "--replicas=3"]);
     wait_pods(&up, "default", "app=solo", 3);
     up.wait_for("3 ready replicas in the ReplicaSet's status", CONVERGE, || {
-        up.mark_ready("default", "app=solo");
         let rs = up.get_json(&["rs", "solo"]);
         let st = &rs["status"];
         let ok = st["replicas"] == 3
@@ -100,8 +101,8 @@ fn replicaset_on_its_own() {
     });
 
     // An orphan that matches is adopted, and one too many is then deleted: the not-ready orphan
-    // is the one to go (ready pods are kept).
-    up.kubectl_ok(&["run", "stray", "--image=busybox", "--labels=app=solo"]);
+    // (its command keeps failing) is the one to go (ready pods are kept).
+    up.kubectl_ok(&["run", "stray", "--image=busybox", "--labels=app=solo", "--command", "--", "sh", "-c", "exit 1"]);
     up.wait_for("the orphan to be adopted, then deleted as the extra pod", CONVERGE, || {
         let pods = active(up.items("pods", "default", Some("app=solo")));
         let names: Vec<String> = pods.iter().map(name).collect();
@@ -221,7 +222,7 @@ fn deployment_replicasets(up: &Up, deploy_uid: &str) -> Vec<(String, i64, String
 #[test]
 fn deployment_create_scale_roll_out_and_delete() {
     let up = Up::start();
-    up.kubectl_ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    up.kubectl_ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3", "--", "sleep", "3600"]);
     let d = up.get_json(&["deployment", "web"]);
     let d_uid = d["metadata"]["uid"].as_str().unwrap().to_string();
 
@@ -256,9 +257,8 @@ fn deployment_create_scale_roll_out_and_delete() {
     let pods = wait_pods(&up, "default", "app=web", 3);
     assert!(pods.iter().all(|p| name(p) != victim));
 
-    // Once the pods are ready, the rollout is complete.
+    // Once the kubelet has the pods running (so ready), the rollout is complete.
     up.wait_for("3 available replicas in the Deployment's status", CONVERGE, || {
-        up.mark_ready("default", "app=web");
         let st = up.get_json(&["deployment", "web"])["status"].clone();
         if st["availableReplicas"] == 3 && st["updatedReplicas"] == 3 {
             Ok(())
@@ -266,7 +266,7 @@ fn deployment_create_scale_roll_out_and_delete() {
             Err(st.to_string())
         }
     });
-    let out = up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let out = up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     let d = up.get_json(&["deployment", "web"]);
     let conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
@@ -276,8 +276,8 @@ fn deployment_create_scale_roll_out_and_delete() {
     assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
     assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
 
-    // A new image: a second ReplicaSet takes over; `rollout status` (started now) finishes
-    // once the test, playing the kubelet, has made the new pods ready.
+    // A new image: a second ReplicaSet takes over; `rollout status` (started now) finishes on
+    // its own once the kubelet runs the new pods.
     up.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
     let kubeconfig = up.kubeconfig.clone();
     let status = std::thread::spawn(move || {
@@ -288,7 +288,6 @@ fn deployment_create_scale_roll_out_and_delete() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !status.is_finished() {
         assert!(std::time::Instant::now() < deadline, "rollout status did not finish\n{}", up.log_tail());
-        up.mark_ready("default", "app=web");
         // maxSurge 25% of 3 rounds up to 1: never more than 4 pods asked for.
         let total: i64 = deployment_replicasets(&up, &d_uid).iter().map(|r| r.1).sum();
         assert!(total <= 4, "more replicas than maxSurge allows: {:?}", deployment_replicasets(&up, &d_uid));
@@ -318,7 +317,6 @@ fn deployment_create_scale_roll_out_and_delete() {
     // as revision 3, and the second is scaled to 0.
     up.kubectl_ok(&["rollout", "undo", "deployment/web"]);
     up.wait_for("the first ReplicaSet back at 3 replicas as revision 3", CONVERGE, || {
-        up.mark_ready("default", "app=web");
         let rss = deployment_replicasets(&up, &d_uid);
         let back = rss.iter().any(|r| r.0 == rs1 && r.1 == 3 && r.2 == "3");
         let other_empty = rss.iter().all(|r| r.0 == rs1 || r.1 == 0);
@@ -330,7 +328,7 @@ fn deployment_create_scale_roll_out_and_delete() {
     });
     let history = up.kubectl_ok(&["rollout", "history", "deployment/web"]);
     assert!(history.contains('2') && history.contains('3'), "{history}");
-    up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
 
     // Deleting the Deployment (background propagation) takes the ReplicaSets and pods along.
     up.kubectl_ok(&["delete", "deployment", "web"]);
@@ -353,7 +351,7 @@ fn deployment_recreate_pause_and_progress_deadline() {
     let manifest = up.dir.path().join("recreate.json");
     let body = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "rec"},
       "spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": {"app": "rec"}},
-        "template": {"metadata": {"labels": {"app": "rec"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}}"#;
+        "template": {"metadata": {"labels": {"app": "rec"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "3600"]}]}}}}"#;
     std::fs::write(&manifest, body).unwrap();
     up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
     wait_pods(&up, "default", "app=rec", 2);
@@ -367,7 +365,6 @@ fn deployment_recreate_pause_and_progress_deadline() {
             !(images.contains(&"busybox:1".to_string()) && images.contains(&"busybox:2".to_string())),
             "old and new pods at the same time: {images:?}"
         );
-        up.mark_ready("default", "app=rec");
         if images == ["busybox:2", "busybox:2"] {
             Ok(())
         } else {
@@ -375,7 +372,6 @@ fn deployment_recreate_pause_and_progress_deadline() {
         }
     });
     up.wait_for("rollout status to report success", CONVERGE, || {
-        up.mark_ready("default", "app=rec");
         let out = up.kubectl(&["rollout", "status", "deployment/rec", "--timeout=2s"]);
         if out.status.success() {
             Ok(())
@@ -394,7 +390,6 @@ fn deployment_recreate_pause_and_progress_deadline() {
     assert_eq!(up.kubectl_ok(&["get", "rs", "-l", "app=rec", "-o", "name"]), before, "no rollout while paused");
     up.kubectl_ok(&["rollout", "resume", "deployment/rec"]);
     up.wait_for("three busybox:3 pods after resuming", CONVERGE, || {
-        up.mark_ready("default", "app=rec");
         let pods = active(up.items("pods", "default", Some("app=rec")));
         let images: Vec<&str> = pods.iter().map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("")).collect();
         if images == ["busybox:3"; 3] {
@@ -404,16 +399,26 @@ fn deployment_recreate_pause_and_progress_deadline() {
         }
     });
 
-    // Pods that never become ready: the rollout fails at its progress deadline.
+    // Pods that never become ready (their command exits 1, so they crash-loop): the rollout
+    // fails at its progress deadline.
     let manifest = up.dir.path().join("stuck.json");
     let body = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
       "spec": {"replicas": 1, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
-        "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#;
+        "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "exit 1"]}]}}}}"#;
     std::fs::write(&manifest, body).unwrap();
     up.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
-    let out = up.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=30s"]);
+    let out = up.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
     assert!(!out.status.success(), "{}", common::show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeded its progress deadline"), "{}", common::show(&out));
+    // The kubelet really ran the command and saw it fail.
+    let pods = active(up.items("pods", "default", Some("app=stuck")));
+    let exits: Vec<Value> = pods
+        .iter()
+        .flat_map(|p| p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default())
+        .map(|c| if c["lastState"]["terminated"].is_object() { c["lastState"].clone() } else { c["state"].clone() })
+        .map(|s| s["terminated"]["exitCode"].clone())
+        .collect();
+    assert_eq!(exits, [Value::from(1)], "the stuck pod's container exited 1: {pods:?}");
 }
 
 /// Pod creations the apiserver refuses (here: a pod quota) are reported as a ReplicaFailure
@@ -454,8 +459,8 @@ fn replicaset_reports_refused_pod_creations() {
 }
 
 /// `ferrokube controller-manager` as a process of its own runs the same controllers against a
-/// separate `ferrokube apiserver`: a Deployment gets its ReplicaSet and pods, and they are
-/// collected when it is deleted.
+/// separate `ferrokube apiserver` (no scheduler, no kubelet: the pods stay Pending): a
+/// Deployment gets its ReplicaSet and pods, and they are collected when it is deleted.
 #[test]
 fn controller_manager_process_runs_the_workload_controllers() {
     let up = Up::start_split();
@@ -474,4 +479,68 @@ fn controller_manager_process_runs_the_workload_controllers() {
             Err(left)
         }
     });
+}
+
+/// The README's quick start on the whole single-node cluster: `up`'s scheduler binds the pods
+/// of `kubectl create deployment` to the node its kubelet registered, the kubelet runs them as
+/// host processes, `kubectl delete deployment` stops them, and so does SIGTERM to `up`.
+#[test]
+fn quick_start_runs_a_deployment_on_the_node() {
+    let mut up = Up::start();
+    let nodes = up.wait_for("the kubelet's node", CONVERGE, || {
+        let nodes: Vec<String> = up.items("nodes", "default", None).iter().map(name).collect();
+        if nodes.len() == 1 {
+            Ok(nodes)
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+    let node = nodes[0].clone();
+    let running = |up: &Up| -> Vec<u32> {
+        up.wait_for("2 pods Running on the node, with live processes", CONVERGE, || {
+            let pods = active(up.items("pods", "default", Some("app=web")));
+            let running: Vec<&Value> = pods.iter().filter(|p| p["status"]["phase"] == "Running").collect();
+            let pids: Vec<u32> = running.iter().flat_map(|p| up::container_pids(p)).collect();
+            if pods.len() != 2 || running.len() != 2 || pids.len() != 2 {
+                return Err(format!("{pods:?}"));
+            }
+            for p in &pods {
+                assert_eq!(p["spec"]["nodeName"], node.as_str(), "bound to the kubelet's node: {p}");
+            }
+            for pid in &pids {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                assert_eq!(cmdline, b"sleep\x003600\x00", "process {pid} runs the container's command");
+            }
+            Ok(pids)
+        })
+    };
+
+    up.kubectl_ok(&["create", "deployment", "web", "--image=busybox", "--replicas=2", "--", "sleep", "3600"]);
+    let pids = running(&up);
+    up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    up.kubectl_ok(&["delete", "deployment", "web"]);
+    up.wait_for("the pods to be gone", CONVERGE, || {
+        let pods: Vec<String> = up.items("pods", "default", Some("app=web")).iter().map(name).collect();
+        if pods.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}"))
+        }
+    });
+    up.wait_for("the pods' processes to be gone", CONVERGE, || {
+        let alive: Vec<&u32> = pids.iter().filter(|p| up::process_alive(**p)).collect();
+        if alive.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {alive:?}"))
+        }
+    });
+
+    // Stopping `up` stops the pods it runs.
+    up.kubectl_ok(&["create", "deployment", "web", "--image=busybox", "--replicas=2", "--", "sleep", "3600"]);
+    let pids = running(&up);
+    let status = up.terminate();
+    assert!(status.is_some_and(|s| s.success()), "up exits cleanly on SIGTERM: {status:?}\n{}", up.log_tail());
+    let alive: Vec<&u32> = pids.iter().filter(|p| up::process_alive(**p)).collect();
+    assert!(alive.is_empty(), "pods' processes left running after up exited: {alive:?}");
 }

@@ -1,16 +1,15 @@
-//! A `ferrokube up` child process (store + apiserver + controller-manager) for end-to-end
-//! tests of controllers, with kubectl 1.37 from the venv and a stand-in for the kubelet that
-//! marks pods Running and Ready. Include it with `#[path = "common/up.rs"] mod up;` next to
-//! `mod common;`.
+//! A `ferrokube up` child process (store + apiserver + controller-manager + scheduler +
+//! kubelet) for end-to-end tests of controllers, with kubectl 1.37 from the venv. Include it
+//! with `#[path = "common/up.rs"] mod up;` next to `mod common;`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::common::{file_tail, free_port, run_with_timeout, show, wait_exit, FERROKUBE};
 
@@ -26,7 +25,8 @@ pub fn kubectl_bin() -> PathBuf {
 }
 
 /// One `ferrokube up` child (or `ferrokube apiserver` and `ferrokube controller-manager`
-/// children); dropping it stops them by PID (SIGTERM, then SIGKILL).
+/// children); dropping it stops them by PID (SIGTERM, then SIGKILL), and then kills any pod
+/// process the kubelet of `up` left behind.
 pub struct Up {
     child: Child,
     /// A separate controller-manager process, when started with [`Up::start_split`].
@@ -145,42 +145,69 @@ impl Up {
         }
     }
 
-    /// Plays the kubelet for the pods `selector` picks in `ns`: every pod not yet ready and not
-    /// being deleted gets phase Running and Ready=True through `pods/status` (ready since a
-    /// fixed past time, so `minReadySeconds` has passed). Returns how many it marked.
-    pub fn mark_ready(&self, ns: &str, selector: &str) -> usize {
-        let mut marked = 0;
-        for pod in self.items("pods", ns, Some(selector)) {
-            let ready = pod["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            if ready || pod["metadata"]["deletionTimestamp"].is_string() {
-                continue;
-            }
-            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-            let now = "2026-01-01T00:00:00Z";
-            let patch = json!({"status": {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-            ]}});
-            let out =
-                self.kubectl(&["patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
-            // A pod deleted meanwhile is fine; anything else is a failure of the test setup.
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success() || stderr.contains("NotFound"), "marking {name} ready:\n{}", show(&out));
-            marked += usize::from(out.status.success());
+    /// The PIDs of the running containers of the pods `selector` picks in `ns` (the process
+    /// runtime's containerID is `process://PID`).
+    pub fn pod_pids(&self, ns: &str, selector: &str) -> Vec<u32> {
+        self.items("pods", ns, Some(selector)).iter().flat_map(container_pids).collect()
+    }
+
+    /// SIGTERM to `up` (and the split controller-manager); waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        if let Some(cm) = self.controller_manager.as_mut() {
+            stop(cm);
         }
-        marked
+        stop(&mut self.child)
     }
 }
 
-/// SIGTERM by PID, then SIGKILL if it has not exited within 10 s.
-fn stop(child: &mut Child) {
+/// The PIDs in the containerIDs of a pod's running containers.
+pub fn container_pids(pod: &Value) -> Vec<u32> {
+    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+    statuses
+        .iter()
+        .filter(|c| c["state"]["running"].is_object())
+        .filter_map(|c| c["containerID"].as_str()?.strip_prefix("process://")?.parse().ok())
+        .collect()
+}
+
+/// Whether a process with this PID exists (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+/// The live processes whose process group is their own PID and whose cwd is under `dir`: the
+/// pods' main processes (the kubelet starts each in its own group, in its pod directory).
+fn pod_group_leaders(dir: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let leader = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pid);
+        if cwd.starts_with(dir) && leader && fields.first() != Some(&"Z") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// SIGTERM by PID, then SIGKILL if it has not exited within 20 s (the kubelet in `up` gives its
+/// pods 10 s before it kills them). A child already reaped is left alone: its PID may be reused.
+fn stop(child: &mut Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    if wait_exit(child, Duration::from_secs(10)).is_none() {
+    let status = wait_exit(child, Duration::from_secs(20));
+    if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    status
 }
 
 impl Drop for Up {
@@ -189,6 +216,12 @@ impl Drop for Up {
             stop(cm);
         }
         stop(&mut self.child);
+        // A test that failed half-way, or an `up` that had to be SIGKILLed, must not leave pods
+        // running: they are the process groups started in this test's data dir.
+        for pid in pod_group_leaders(self.dir.path()) {
+            eprintln!("killing pod process group {pid} left running");
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
         if std::thread::panicking() {
             eprintln!("--- ferrokube up log tail ---\n{}", self.log_tail());
         }
