@@ -116,6 +116,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Applies `batch` atomically, as durable as `durability` says.
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
 
+    /// Makes every earlier [`Durability::Logged`] write durable.
+    fn sync(&self) -> Result<()>;
+
     /// Makes every earlier write durable, [`Durability::Unlogged`] ones included.
     fn flush(&self) -> Result<()>;
 

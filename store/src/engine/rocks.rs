@@ -121,6 +121,10 @@ impl Engine for RocksEngine {
         self.db.write_opt(wb, &wo).map_err(Error::storage)
     }
 
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(Error::storage)
+    }
+
     fn flush(&self) -> Result<()> {
         let cfs: Vec<_> = Cf::ALL.iter().map(|cf| self.handle(*cf)).collect();
         let mut fo = rocksdb::FlushOptions::default();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 
-use super::{decode, encode, Entry, LogId, NodeId, StorageError, TypeConfig};
+use super::{decode, encode, Entry, LeaderLog, LogId, NodeId, StorageError, TypeConfig};
 use crate::engine::{Durability, Engine, Scan, WriteBatch};
 use crate::keys::{self, Cf};
 
@@ -15,11 +15,12 @@ use crate::keys::{self, Cf};
 #[derive(Debug)]
 pub struct LogStore<E: Engine> {
     engine: Arc<E>,
+    leader_log: Arc<LeaderLog>,
 }
 
 impl<E: Engine> Clone for LogStore<E> {
     fn clone(&self) -> Self {
-        Self { engine: self.engine.clone() }
+        Self { engine: self.engine.clone(), leader_log: self.leader_log.clone() }
     }
 }
 
@@ -32,9 +33,9 @@ fn io_write(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl<E: Engine> LogStore<E> {
-    /// A log store over `engine`.
-    pub fn new(engine: Arc<E>) -> Self {
-        Self { engine }
+    /// A log store over `engine`, reporting durability to `leader_log`.
+    pub fn new(engine: Arc<E>, leader_log: Arc<LeaderLog>) -> Self {
+        Self { engine, leader_log }
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -108,7 +109,9 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         // A vote must be durable before it is granted: fsync.
-        self.put_meta(keys::RAFT_VOTE, vote, Durability::Synced)
+        self.put_meta(keys::RAFT_VOTE, vote, Durability::Synced)?;
+        self.leader_log.voted(vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -130,21 +133,44 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let early = self.leader_log.may_report_early(&entries);
         let mut b = WriteBatch::default();
-        for e in entries {
-            b.put(Cf::RaftLog, keys::u64_key(e.log_id.index), encode(&e));
+        for e in &entries {
+            b.put(Cf::RaftLog, keys::u64_key(e.log_id.index), encode(e));
         }
-        // fsync before reporting the entries flushed: this is what makes an acknowledged write
-        // survive kill -9. openraft 0.9's core waits for this callback before its next append,
-        // so completing it from a separate group-commit thread would add latency, not batching:
-        // batching comes from the core appending every entry that queued during the last fsync.
-        let res = self.engine.write(b, Durability::Synced).map_err(|e| std::io::Error::other(e.to_string()));
-        let failed = res.as_ref().err().map(io_write);
-        callback.log_io_completed(res);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
+        let engine = self.engine.clone();
+        let leader_log = self.leader_log.clone();
+        if early {
+            // The leader's own entries: in the WAL now, reported flushed at once so that
+            // replication starts, fsynced in the background (see `durability`). Nothing acts on
+            // their commit before that fsync.
+            self.engine.write(b, Durability::Logged).map_err(io_write)?;
+            leader_log.written_early(last);
+            callback.log_io_completed(Ok(()));
+            tokio::task::spawn_blocking(move || match engine.sync() {
+                Ok(()) => leader_log.synced(last),
+                // Not durable: never applied here nor committed at followers; writes time out.
+                Err(e) => tracing::error!(error = %e, index = last.index, "fsync of the raft log failed"),
+            });
+            return Ok(());
         }
+        // Entries from another leader: fsynced before they are reported flushed, which is
+        // what the leader counts on. The fsync runs on a blocking thread so that it does not
+        // hold a runtime worker. Log writes stay in order: openraft 0.9's core waits for this
+        // callback before any other log IO.
+        tokio::task::spawn_blocking(move || {
+            let res = engine.write(b, Durability::Synced).map_err(|e| std::io::Error::other(e.to_string()));
+            if res.is_ok() {
+                leader_log.synced(last);
+            }
+            callback.log_io_completed(res);
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

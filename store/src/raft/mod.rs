@@ -7,6 +7,7 @@
 // openraft's `StorageError` is large, and its traits fix it as our error type.
 #![allow(clippy::result_large_err)]
 
+mod durability;
 mod faults;
 mod log_store;
 mod network;
@@ -14,6 +15,7 @@ mod state_machine;
 #[cfg(test)]
 mod suite;
 
+pub use durability::LeaderLog;
 pub use faults::{Dropped, LinkFault, LinkFaults};
 pub use log_store::LogStore;
 pub use network::{Network, PeerClients, PeerContacts};

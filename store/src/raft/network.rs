@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{decode, encode, Dropped, LinkFaults, Member, NodeId, TypeConfig};
+use super::{decode, encode, Dropped, LeaderLog, LinkFaults, Member, NodeId, TypeConfig};
 use crate::pb::storepb::raft_peer_client::RaftPeerClient;
 use crate::pb::storepb::RaftMessage;
 
@@ -65,6 +65,8 @@ impl PeerContacts {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub from: NodeId,
+    /// Bounds the commit index sent to followers (see `durability`).
+    pub leader_log: Arc<LeaderLog>,
     pub faults: Option<Arc<LinkFaults>>,
     pub peers: Arc<PeerClients>,
     pub contacts: Arc<PeerContacts>,
@@ -76,7 +78,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
         let client = self.peers.get(&url);
-        PeerConnection { from: self.from, target, url, client, faults: self.faults.clone(), contacts: self.contacts.clone() }
+        PeerConnection {
+            from: self.from,
+            target,
+            url,
+            client,
+            faults: self.faults.clone(),
+            contacts: self.contacts.clone(),
+            leader_log: self.leader_log.clone(),
+        }
     }
 }
 
@@ -87,6 +97,7 @@ pub struct PeerConnection {
     url: String,
     client: Option<RaftPeerClient<Channel>>,
     contacts: Arc<PeerContacts>,
+    leader_log: Arc<LeaderLog>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
@@ -150,9 +161,10 @@ enum RpcKind {
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        rpc.leader_commit = self.leader_log.commit_bound(rpc.leader_commit);
         self.call(RpcKind::Append, &rpc, &option).await
     }
 

@@ -4,8 +4,8 @@
 //! re-applies the entries after the last complete one, and a partly applied entry resumes after
 //! its last written request (see [`Progress`]).
 
-use std::io::Cursor;
 use std::collections::HashMap;
+use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, oneshot};
 
-use super::{decode, encode, Entry, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig};
+use super::{decode, encode, Entry, LeaderLog, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig};
 use crate::engine::{Durability, Engine, WriteBatch};
 use crate::keys::{self, Cf};
 use crate::mvcc::{ApplyResponse, Mvcc};
@@ -171,6 +171,8 @@ impl<E: Engine> StateMachineHandle<E> {
 pub struct StateMachine<E: Engine> {
     engine: Arc<E>,
     handle: Arc<StateMachineHandle<E>>,
+    /// Entries the leader wrote are applied only once they are on its disk (see `durability`).
+    leader_log: Option<Arc<LeaderLog>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -199,7 +201,13 @@ impl<E: Engine> StateMachine<E> {
                 events,
                 forwarded: Arc::default(),
             });
-        Ok(Self { engine, handle })
+        Ok(Self { engine, handle, leader_log: None })
+    }
+
+    /// Applies the leader's own entries only once `leader_log` has them on disk.
+    pub fn with_leader_log(mut self, leader_log: Arc<LeaderLog>) -> Self {
+        self.leader_log = Some(leader_log);
+        self
     }
 
     /// The shared read side.
@@ -442,6 +450,10 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let (Some(log), Some(last)) = (&self.leader_log, entries.last()) {
+            log.wait_durable(last.log_id.index).await;
+        }
         entries.into_iter().map(|e| self.apply_one(e).map_err(sm_err)).collect()
     }
 

@@ -16,7 +16,7 @@ impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, 
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(RocksEngine::open(dir.path()).expect("open rocksdb"));
-        Ok((dir, LogStore::new(engine.clone()), StateMachine::open(engine).expect("open state machine")))
+        Ok((dir, LogStore::new(engine.clone(), Arc::new(crate::raft::LeaderLog::new(1))), StateMachine::open(engine).expect("open state machine")))
     }
 }
 
@@ -25,7 +25,7 @@ struct Memory;
 impl StoreBuilder<TypeConfig, LogStore<MemoryEngine>, StateMachine<MemoryEngine>, ()> for Memory {
     async fn build(&self) -> Result<((), LogStore<MemoryEngine>, StateMachine<MemoryEngine>), openraft::StorageError<NodeId>> {
         let engine = Arc::new(MemoryEngine::new());
-        Ok(((), LogStore::new(engine.clone()), StateMachine::open(engine).expect("open state machine")))
+        Ok(((), LogStore::new(engine.clone(), Arc::new(crate::raft::LeaderLog::new(1))), StateMachine::open(engine).expect("open state machine")))
     }
 }
 

@@ -29,7 +29,8 @@ use crate::pb::storepb::{
     ReadIndexRequest,
 };
 use crate::raft::{
-    Command, LogStore, Member, Network, NodeId, PeerClients, PeerContacts, Raft, StateMachine, StateMachineHandle,
+    Command, LeaderLog, LogId, LogStore, Member, Network, NodeId, PeerClients, PeerContacts, Raft, StateMachine,
+    StateMachineHandle,
     WriteOutcome,
 };
 use crate::{Error, Result};
@@ -151,7 +152,8 @@ impl StoreNode {
         let engine = Arc::new(RocksEngine::open(&db_dir)?);
         let (id, cluster_id, joined_at) = identity(&engine, &config).await?;
 
-        let sm = StateMachine::open(engine.clone())?;
+        let leader_log = Arc::new(LeaderLog::new(id));
+        let sm = StateMachine::open(engine.clone())?.with_leader_log(leader_log.clone());
         let handle = sm.handle();
         let raft_config = openraft::Config {
             cluster_name: "ferrokube".into(),
@@ -172,9 +174,15 @@ impl StoreNode {
         .map_err(|e| Error::InvalidArgument(format!("raft config: {e}")))?;
         let peers = Arc::new(PeerClients::default());
         let contacts = Arc::new(PeerContacts::default());
-        let network =
-            Network { from: id, faults: config.faults.clone(), peers: peers.clone(), contacts: contacts.clone() };
-        let raft = Raft::new(id, Arc::new(raft_config), network, LogStore::new(engine.clone()), sm)
+        let network = Network {
+            from: id,
+            leader_log: leader_log.clone(),
+            faults: config.faults.clone(),
+            peers: peers.clone(),
+            contacts: contacts.clone(),
+        };
+        let log_store = LogStore::new(engine.clone(), leader_log.clone());
+        let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm)
             .await
             .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
 
@@ -233,6 +241,7 @@ impl StoreNode {
             removed: watch::channel(false).0,
             last_leader_contact: Mutex::new(Instant::now()),
         });
+        tokio::spawn(release_held_commits(node.raft.clone(), Arc::downgrade(&leader_log), leader_log.durable()));
         tokio::spawn(expire_leases(Arc::downgrade(&node)));
         tokio::spawn(super::cluster::promote_added_voters(Arc::downgrade(&node)));
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
@@ -628,6 +637,19 @@ async fn batch_proposals(raft: Raft, mut queue: mpsc::Receiver<Proposal>, mut pa
                     reply.fail(error.clone());
                 }
             }
+        }
+    }
+}
+
+/// Once the leader's fsync catches up with a commit index it held back from its followers,
+/// sends them a heartbeat carrying it (otherwise they would wait for the next one, or the next
+/// entry, to apply the write).
+async fn release_held_commits(raft: Raft, leader_log: Weak<LeaderLog>, mut durable: watch::Receiver<Option<LogId>>) {
+    // Ends when raft drops its storage (and with it the last `LeaderLog`).
+    while durable.changed().await.is_ok() {
+        let Some(leader_log) = leader_log.upgrade() else { return };
+        if leader_log.take_held_back() && raft.trigger().heartbeat().await.is_err() {
+            return;
         }
     }
 }

@@ -72,9 +72,18 @@ impl RaftPeer for PeerService {
         let (failures, replies) = mpsc::unbounded_channel();
         let node = self.node.clone();
         tokio::spawn(async move {
-            // In arrival order, so a follower's writes keep their order in the log.
-            while let Ok(Some(write)) = writes.message().await {
-                node.propose_forwarded(write, &failures).await;
+            // In arrival order, so a follower's writes keep their order in the log. Ends when
+            // this member stops: the stream must not keep a stopped member (and its database)
+            // alive, or hold up a graceful shutdown, for as long as the follower stays.
+            loop {
+                let write = tokio::select! {
+                    write = writes.message() => write,
+                    _ = node.stopped() => return,
+                };
+                match write {
+                    Ok(Some(write)) => node.propose_forwarded(write, &failures).await,
+                    Ok(None) | Err(_) => return,
+                }
             }
         });
         // The reply stream ends once every write has been answered or committed: the proposals
