@@ -1,6 +1,8 @@
-//! Raft traffic between members over gRPC (`storepb.RaftPeer`). Each RPC carries a bincode
-//! encoded openraft message, and the reply carries `Result<response, RaftError>`, so remote
-//! raft errors arrive as the typed errors openraft acts on.
+//! Raft traffic between members over gRPC (`storepb.RaftPeer`). Each message carries a bincode
+//! encoded openraft request, and each reply a `Result<response, RaftError>`, so remote raft
+//! errors arrive as the typed errors openraft acts on. AppendEntries (replication and
+//! heartbeats, the steady traffic) go on one long-lived stream per replication session, which
+//! costs a frame each way instead of a whole HTTP/2 request; votes and snapshots are unary.
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -8,6 +10,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use std::collections::HashMap;
@@ -86,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             faults: self.faults.clone(),
             contacts: self.contacts.clone(),
             leader_log: self.leader_log.clone(),
+            appends: None,
         }
     }
 }
@@ -98,62 +102,141 @@ pub struct PeerConnection {
     client: Option<RaftPeerClient<Channel>>,
     contacts: Arc<PeerContacts>,
     leader_log: Arc<LeaderLog>,
+    appends: Option<AppendStream>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
 
 impl PeerConnection {
+    /// Passes the test network's faults for one message (no-op outside tests).
+    async fn pass_faults<E>(&self) -> Result<(), RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        E: std::error::Error,
+    {
+        let Some(faults) = &self.faults else { return Ok(()) };
+        match faults.pass(self.from, self.target).await {
+            Ok(()) => Ok(()),
+            Err(Dropped::Cut) => {
+                let e = std::io::Error::other("test network: link cut");
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            // Not `Unreachable`: that makes openraft pause replication to the peer for
+            // 500 ms, longer than an election timeout in tests, so every lost heartbeat
+            // would start an election instead of being made up by the next one.
+            Err(Dropped::Lost) => {
+                let e = std::io::Error::other("test network: message lost");
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+        }
+    }
+
+    fn client<E: std::error::Error>(&mut self) -> Result<&mut RaftPeerClient<Channel>, RPCError<NodeId, Member, RaftError<NodeId, E>>> {
+        match self.client.as_mut() {
+            Some(c) => Ok(c),
+            None => {
+                let e = std::io::Error::other(format!("bad peer url {:?}", self.url));
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+        }
+    }
+
+    /// Decodes a peer's reply (a bincode `Result<response, RaftError>`).
+    fn reply<Resp, E>(&self, reply: &RaftMessage) -> RpcResult<Resp, E>
+    where
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        self.contacts.answered(self.target);
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// One unary RPC (votes, snapshots).
     async fn call<Req, Resp, E>(&mut self, kind: RpcKind, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        if let Some(faults) = &self.faults {
-            match faults.pass(self.from, self.target).await {
-                Ok(()) => {}
-                Err(Dropped::Cut) => {
-                    let e = std::io::Error::other("test network: link cut");
-                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
-                }
-                // Not `Unreachable`: that makes openraft pause replication to the peer for
-                // 500 ms, longer than an election timeout in tests, so every lost heartbeat
-                // would start an election instead of being made up by the next one.
-                Err(Dropped::Lost) => {
-                    let e = std::io::Error::other("test network: message lost");
-                    return Err(RPCError::Network(NetworkError::new(&e)));
-                }
-            }
-        }
-        let Some(client) = self.client.as_mut() else {
-            let e = std::io::Error::other(format!("bad peer url {:?}", self.url));
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        };
+        self.pass_faults().await?;
+        let client = self.client()?;
         let mut request = tonic::Request::new(RaftMessage { data: encode(req) });
         request.set_timeout(option.hard_ttl());
         let reply = match kind {
-            RpcKind::Append => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
             RpcKind::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = match reply {
-            Ok(r) => {
-                self.contacts.answered(self.target);
-                r.into_inner()
+        match reply {
+            Ok(r) => self.reply(&r.into_inner()),
+            Err(status) => Err(transport_error(status)),
+        }
+    }
+
+    /// One AppendEntries on this session's stream (opened on first use, and again after a
+    /// failure: a late answer must never be taken for the next request's).
+    async fn append(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.pass_faults().await?;
+        if self.appends.is_none() {
+            let client = self.client()?;
+            let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+            let opened = tokio::time::timeout(option.hard_ttl(), client.append_entries(ReceiverStream::new(outgoing)));
+            let replies = match opened.await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(status)) => return Err(transport_error(status)),
+                Err(_) => return Err(timed_out()),
+            };
+            self.appends = Some(AppendStream { requests, replies });
+        }
+        let stream = self.appends.as_mut().expect("opened above");
+        let exchange = async {
+            stream.requests.send(RaftMessage { data: encode(rpc) }).await.map_err(|_| None)?;
+            match stream.replies.message().await {
+                Ok(Some(reply)) => Ok(reply),
+                Ok(None) => Err(None),
+                Err(status) => Err(Some(status)),
             }
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                return Err(RPCError::Unreachable(Unreachable::new(&status)));
-            }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let outcome = tokio::time::timeout(option.hard_ttl(), exchange).await;
+        match outcome {
+            Ok(Ok(reply)) => self.reply(&reply),
+            Ok(Err(status)) => {
+                self.appends = None;
+                let status = status.unwrap_or_else(|| tonic::Status::unavailable("replication stream closed"));
+                Err(transport_error(status))
+            }
+            Err(_) => {
+                self.appends = None;
+                Err(timed_out())
+            }
+        }
     }
 }
 
+/// The stream a replication session sends its AppendEntries on.
+struct AppendStream {
+    requests: tokio::sync::mpsc::Sender<RaftMessage>,
+    replies: tonic::Streaming<RaftMessage>,
+}
+
+/// A transport failure as openraft wants it: `Unreachable` (back off) when the peer is down.
+fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+    if status.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::new(&status))
+    } else {
+        RPCError::Network(NetworkError::new(&status))
+    }
+}
+
+fn timed_out<E: std::error::Error>() -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(&tonic::Status::deadline_exceeded("raft message timed out")))
+}
+
 enum RpcKind {
-    Append,
     Vote,
     Snapshot,
 }
@@ -165,7 +248,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         rpc.leader_commit = self.leader_log.commit_bound(rpc.leader_commit);
-        self.call(RpcKind::Append, &rpc, &option).await
+        self.append(&rpc, &option).await
     }
 
     async fn install_snapshot(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::node::StoreNode;
@@ -38,13 +38,40 @@ fn bad_message(e: crate::Error) -> Status {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().data).map_err(bad_message)?;
-        let result = self.node.raft().append_entries(rpc).await;
-        if result.is_ok() {
-            self.node.note_leader_contact();
-        }
-        Ok(Response::new(RaftMessage { data: encode(&result) }))
+    type AppendEntriesStream = ReceiverStream<Result<RaftMessage, Status>>;
+
+    async fn append_entries(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<Self::AppendEntriesStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (replies, outgoing) = mpsc::channel(1);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            // Ends when this member stops, like the forwarded-writes stream.
+            loop {
+                let message = tokio::select! {
+                    message = incoming.message() => message,
+                    _ = node.stopped() => return,
+                };
+                let Ok(Some(message)) = message else { return };
+                let reply = match decode(&message.data) {
+                    Ok(rpc) => {
+                        let result = node.raft().append_entries(rpc).await;
+                        if result.is_ok() {
+                            node.note_leader_contact();
+                        }
+                        Ok(RaftMessage { data: encode(&result) })
+                    }
+                    Err(e) => Err(bad_message(e)),
+                };
+                let refused = reply.is_err();
+                if replies.send(reply).await.is_err() || refused {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(outgoing)))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
