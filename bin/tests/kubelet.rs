@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{file_tail, free_port, poll, run_with_timeout, show, wait_exit};
+use common::{file_tail, poll, run_with_timeout, show, spawn_serving, wait_exit};
 
 /// Bound on one kubectl run.
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -103,30 +101,7 @@ impl Up {
     /// Starts `ferrokube up` on this data dir (again), waiting until it serves.
     fn spawn(&mut self, extra: &[&str]) {
         assert!(self.child.is_none());
-        let port = free_port().to_string();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Command::new(ferrokube());
-        cmd.args([self.subcommand, "--data-dir", self.data.to_str().unwrap(), "--secure-port", &port]).args(extra);
-        cmd.stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("spawning ferrokube up");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with("serving on ") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("ferrokube up did not start:\n{}", file_tail(&self.log, 4000));
-                }
-            }
-        }
+        let (child, _) = spawn_serving(&ferrokube(), self.subcommand, &self.data, &self.log, extra);
         self.child = Some(child);
     }
 

@@ -6,13 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{file_tail, free_port, run_with_timeout, show, FERROKUBE};
+use common::{file_tail, run_with_timeout, show, spawn_serving, FERROKUBE};
 use serde_json::{json, Value};
 
 /// Bound on one kubectl run.
@@ -41,46 +39,8 @@ impl Cluster {
     fn start(subcommand: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
-        let port = free_port().to_string();
         let data = dir.path().join("data");
-        let mut cmd = Command::new(FERROKUBE);
-        cmd.args([
-            subcommand,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--secure-port",
-            &port,
-        ]);
-        cmd.stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("spawning ferrokube");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut kubeconfig = None;
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with("kubeconfig: ") => {
-                    kubeconfig = Some(PathBuf::from(&line[12..]))
-                }
-                Ok(line) if line.starts_with("serving on ") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "ferrokube {subcommand} did not start:\n{}",
-                        file_tail(&log, 4000)
-                    );
-                }
-            }
-        }
-        let kubeconfig = kubeconfig.expect("the kubeconfig path is printed before serving");
+        let (child, kubeconfig) = spawn_serving(Path::new(FERROKUBE), subcommand, &data, &log, &[]);
         Self {
             child,
             kubeconfig,

@@ -52,6 +52,43 @@ pub fn file_tail(path: &Path, max: usize) -> String {
     }
 }
 
+/// Spawns `BINARY SUBCOMMAND --data-dir DATA --secure-port <a free port> EXTRA...` (`up`,
+/// `apiserver`), stderr appended to `log`, and waits up to 60 s for it to print `serving on`.
+/// Returns the child and the kubeconfig path it printed; panics with the log if it never serves.
+pub fn spawn_serving(binary: &Path, subcommand: &str, data: &Path, log: &Path, extra: &[&str]) -> (Child, PathBuf) {
+    let port = free_port().to_string();
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("opening the log");
+    let mut child = Command::new(binary)
+        .args([subcommand, "--data-dir", data.to_str().expect("utf-8 data dir"), "--secure-port", &port])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning ferrokube {subcommand}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut kubeconfig = None;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("kubeconfig: ") => kubeconfig = Some(PathBuf::from(&line[12..])),
+            Ok(line) if line.starts_with("serving on ") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ferrokube {subcommand} did not start:\n{}", file_tail(log, 4000));
+            }
+        }
+    }
+    (child, kubeconfig.expect("the kubeconfig path is printed before serving"))
+}
+
 /// Runs `cmd` to completion with `stdin` fed to it, killing it (by PID) and panicking if it
 /// takes longer than `timeout`.
 pub fn run_with_timeout(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Output {

@@ -3,15 +3,13 @@
 //! with `#[path = "common/up.rs"] mod up;` next to `mod common;`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{file_tail, free_port, run_with_timeout, show, wait_exit, FERROKUBE};
+use crate::common::{file_tail, run_with_timeout, show, spawn_serving, wait_exit, FERROKUBE};
 
 /// Bound on one kubectl run.
 pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,33 +63,9 @@ impl Up {
     fn start_command(subcommand: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("up.log");
-        let port = free_port().to_string();
         let data = dir.path().join("data");
-        let mut cmd = Command::new(FERROKUBE);
-        cmd.args([subcommand, "--data-dir", data.to_str().unwrap(), "--secure-port", &port]);
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap()).stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("spawning ferrokube up");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut kubeconfig = None;
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with("kubeconfig: ") => kubeconfig = Some(PathBuf::from(&line[12..])),
-                Ok(line) if line.starts_with("serving on ") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("ferrokube {subcommand} did not start:\n{}", file_tail(&log, 4000));
-                }
-            }
-        }
-        Self { child, controller_manager: None, kubeconfig: kubeconfig.expect("kubeconfig printed before serving"), log, dir }
+        let (child, kubeconfig) = spawn_serving(Path::new(FERROKUBE), subcommand, &data, &log, &[]);
+        Self { child, controller_manager: None, kubeconfig, log, dir }
     }
 
     /// The last few KB of the process log.
