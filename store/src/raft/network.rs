@@ -105,11 +105,13 @@ pub struct PeerConnection {
     appends: Option<AppendStream>,
 }
 
-type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+/// A failed raft RPC as openraft wants it.
+type PeerError<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+type RpcResult<T, E> = Result<T, PeerError<E>>;
 
 impl PeerConnection {
     /// Passes the test network's faults for one message (no-op outside tests).
-    async fn pass_faults<E>(&self) -> Result<(), RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    async fn pass_faults<E>(&self) -> Result<(), PeerError<E>>
     where
         E: std::error::Error,
     {
@@ -130,7 +132,7 @@ impl PeerConnection {
         }
     }
 
-    fn client<E: std::error::Error>(&mut self) -> Result<&mut RaftPeerClient<Channel>, RPCError<NodeId, Member, RaftError<NodeId, E>>> {
+    fn client<E: std::error::Error>(&mut self) -> Result<&mut RaftPeerClient<Channel>, PeerError<E>> {
         match self.client.as_mut() {
             Some(c) => Ok(c),
             None => {
@@ -224,7 +226,7 @@ struct AppendStream {
 }
 
 /// A transport failure as openraft wants it: `Unreachable` (back off) when the peer is down.
-fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+fn transport_error<E: std::error::Error>(status: tonic::Status) -> PeerError<E> {
     if status.code() == tonic::Code::Unavailable {
         RPCError::Unreachable(Unreachable::new(&status))
     } else {
@@ -232,7 +234,7 @@ fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<Node
     }
 }
 
-fn timed_out<E: std::error::Error>() -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+fn timed_out<E: std::error::Error>() -> PeerError<E> {
     RPCError::Network(NetworkError::new(&tonic::Status::deadline_exceeded("raft message timed out")))
 }
 
