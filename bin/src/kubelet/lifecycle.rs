@@ -141,15 +141,16 @@ impl Step<'_> {
         }
         let old = self.old.iter().find(|s| s.name == name)?;
         let state = old.state.as_ref()?;
+        let recorded = |t: &ContainerStateTerminated| Exit {
+            exit_code: t.exit_code,
+            reason: t.reason.clone().unwrap_or_else(|| Exit::reason_for(t.exit_code).to_string()),
+            message: t.message.clone(),
+            started_at: t.started_at.as_ref().map(|t| t.0),
+            finished_at: t.finished_at.as_ref().map(|t| t.0).unwrap_or(self.now),
+            container_id: t.container_id.clone(),
+        };
         let exit = if let Some(t) = &state.terminated {
-            Exit {
-                exit_code: t.exit_code,
-                reason: t.reason.clone().unwrap_or_else(|| Exit::reason_for(t.exit_code).to_string()),
-                message: t.message.clone(),
-                started_at: t.started_at.as_ref().map(|t| t.0),
-                finished_at: t.finished_at.as_ref().map(|t| t.0).unwrap_or(self.now),
-                container_id: t.container_id.clone(),
-            }
+            recorded(t)
         } else if let Some(r) = &state.running {
             let started = r.started_at.as_ref().map(|t| t.0);
             Exit {
@@ -162,15 +163,7 @@ impl Step<'_> {
             }
         } else {
             // Waiting: a restart was pending; what ended before is in lastState.
-            let t = old.last_state.as_ref()?.terminated.as_ref()?;
-            Exit {
-                exit_code: t.exit_code,
-                reason: t.reason.clone().unwrap_or_else(|| Exit::reason_for(t.exit_code).to_string()),
-                message: t.message.clone(),
-                started_at: t.started_at.as_ref().map(|t| t.0),
-                finished_at: t.finished_at.as_ref().map(|t| t.0).unwrap_or(self.now),
-                container_id: t.container_id.clone(),
-            }
+            recorded(old.last_state.as_ref()?.terminated.as_ref()?)
         };
         Some(Observed {
             restart_count: old.restart_count,
