@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 /// Flags of `ferrokube kubelet` (kubelet's names).
@@ -21,15 +20,7 @@ pub struct KubeletArgs {
 
 /// Runs the kubelet until SIGTERM or Ctrl-C, then stops its pods' processes.
 pub fn run(args: KubeletArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let client = crate::controllers::client_from_kubeconfig(&args.kubeconfig).await?;
-        let config =
-            crate::kubelet::Config { node_name: args.node_name.unwrap_or_else(crate::kubelet::node::hostname), root_dir: args.root_dir };
-        crate::kubelet::run(client, config, async {
-            let _ = super::wait_for_termination().await;
-            tracing::info!("shutting down");
-        })
-        .await
-    })
+    let node_name = args.node_name.unwrap_or_else(crate::kubelet::node::hostname);
+    let config = crate::kubelet::Config { node_name, root_dir: args.root_dir };
+    super::run_with_client(&args.kubeconfig, "kubelet", |client| crate::kubelet::run(client, config, super::termination()))
 }

@@ -2,8 +2,8 @@
 
 pub mod apiserver;
 pub mod controller_manager;
-pub mod scheduler;
 pub mod kubelet;
+pub mod scheduler;
 pub mod store;
 pub mod up;
 
@@ -15,4 +15,29 @@ async fn wait_for_termination() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r?,
     }
     Ok(())
+}
+
+/// Runs a component that acts only through the API (controller-manager, scheduler, kubelet) on
+/// its own runtime, with a client of the cluster `kubeconfig` names.
+fn run_with_client<Fut>(
+    kubeconfig: &std::path::Path,
+    name: &str,
+    component: impl FnOnce(kube::Client) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use anyhow::Context;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = crate::controllers::client_from_kubeconfig(kubeconfig).await?;
+        tracing::info!(kubeconfig = %kubeconfig.display(), "{name} running");
+        component(client).await
+    })
+}
+
+/// What such a component is given to stop on: SIGTERM or Ctrl-C.
+async fn termination() {
+    let _ = wait_for_termination().await;
+    tracing::info!("shutting down");
 }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 /// Flags of `ferrokube scheduler` (kube-scheduler's names).
@@ -15,15 +14,8 @@ pub struct SchedulerArgs {
 
 /// Runs the scheduler until SIGTERM or Ctrl-C.
 pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let client = crate::controllers::client_from_kubeconfig(&args.kubeconfig).await?;
-        tracing::info!(kubeconfig = %args.kubeconfig.display(), "scheduler running");
-        crate::scheduler::run(client, async {
-            let _ = super::wait_for_termination().await;
-            tracing::info!("shutting down");
-        })
-        .await;
+    super::run_with_client(&args.kubeconfig, "scheduler", |client| async {
+        crate::scheduler::run(client, super::termination()).await;
         Ok(())
     })
 }
